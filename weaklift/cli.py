@@ -1,0 +1,93 @@
+"""The ``weaklift`` command: run, validate, tasks, models.
+
+Bad input exits with code 2 and one line naming the problem and the fix.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from weaklift.errors import WeakliftError
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="weaklift", description="Weak-to-strong generalization experiments.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run an experiment: weak model, ceiling, one student per method, PGR")
+    run.add_argument("args", nargs="*", help="optional CONFIG.yaml, then key=value overrides (e.g. seed=1)")
+    run.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
+    validate = sub.add_parser("validate", help="check a config (and overrides) without loading any model")
+    validate.add_argument("args", nargs="*", help="CONFIG.yaml and/or key=value overrides")
+    sub.add_parser("tasks", help="list built-in tasks")
+    sub.add_parser("models", help="list the offline model zoo")
+    return parser
+
+
+def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
+    if args and "=" not in args[0]:
+        return args[0], args[1:]
+    return None, args
+
+
+def _run(args: argparse.Namespace) -> int:
+    from weaklift.config import load_config
+    from weaklift.pipeline import run_experiment
+    from weaklift.report import results_table
+
+    path, overrides = _split_config_args(args.args)
+    cfg = load_config(path, overrides)
+    results = run_experiment(cfg)
+    if args.json:
+        print(json.dumps(results.data, indent=2))
+    else:
+        print(results_table(results.data))
+        print(f"\nresults: {results.run_dir / 'results.json'}")
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from weaklift.config import load_config
+
+    path, overrides = _split_config_args(args.args)
+    cfg = load_config(path, overrides)
+    print(f"ok: task {cfg.task.name}, weak {cfg.weak.model} ({cfg.weak.mode}), "
+          f"strong {cfg.strong.model} ({cfg.strong.mode}), methods {[m.label for m in cfg.methods]}")
+    return 0
+
+
+def _tasks(_: argparse.Namespace) -> int:
+    from weaklift.tasks import describe_tasks
+
+    for name, kind, description in describe_tasks():
+        print(f"{name:<18} {kind:<16} {description}")
+    return 0
+
+
+def _models(_: argparse.Namespace) -> int:
+    from weaklift.models.zoo import describe_models
+
+    for row in describe_models():
+        print("  ".join(str(cell) for cell in row))
+    return 0
+
+
+COMMANDS = {"run": _run, "validate": _validate, "tasks": _tasks, "models": _models}
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="[weaklift] %(message)s", stream=sys.stderr)
+    for noisy in ("transformers", "accelerate", "peft", "datasets", "httpx", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.ERROR)
+    try:
+        return COMMANDS[args.command](args)
+    except WeakliftError as err:
+        print(f"weaklift: error: {err}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,209 @@
+"""Typed experiment configuration: YAML file + ``key.sub=value`` overrides, validated before any work.
+
+Every field carries its help text; ``weaklift validate`` checks a config without loading a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from weaklift.errors import WeakliftError
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TaskConfig(_Strict):
+    name: str = Field("facts", description="Built-in task name (see `weaklift tasks`) or `file`.")
+    path: str | None = Field(
+        None, description="Local data: a JSONL/CSV/Parquet file or a folder (hub columns or the original release)."
+    )
+    template: str | None = Field(
+        None, description='Format string over columns, e.g. "{passage}\\nQuestion: {question}" (task `file`).'
+    )
+    label_column: str = Field("label", description="Column holding the label (task `file`).")
+    max_examples: int | None = Field(
+        None, ge=1, description="Keep a seeded random subset of this many examples before splitting."
+    )
+
+
+class LoraConfig(_Strict):
+    r: int = Field(8, ge=1, description="LoRA rank.")
+    alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
+    dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
+    target_modules: str | list[str] = Field("all-linear", description="Modules LoRA wraps (peft syntax).")
+
+
+class ModelConfig(_Strict):
+    model: str = Field(description="Zoo name (`weaklift models`), hub id, local folder, or .gguf file.")
+    mode: Literal["probe", "lora", "full"] = Field(
+        "probe", description="probe: frozen cached features + head; lora: peft adapters; full: all weights."
+    )
+    pooling: Literal["auto", "last", "mean"] = Field(
+        "auto", description="auto = last non-pad token for decoders, mean for encoders."
+    )
+    max_length: int = Field(256, ge=4, description="Truncate inputs to this many tokens.")
+    extract_batch_size: int = Field(32, ge=1, description="Batch size for probe feature extraction.")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
+class ProbeTrainConfig(_Strict):
+    epochs: int = Field(30, ge=1, description="Passes over the training split (a linear head is cheap).")
+    batch_size: int = Field(64, ge=1, description="Optimizer batch size.")
+    micro_batch_size: int | None = Field(None, ge=1, description="Split each batch for gradient accumulation.")
+    lr: float = Field(1e-3, gt=0, description="AdamW learning rate for the head.")
+    weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
+
+
+class FinetuneTrainConfig(_Strict):
+    epochs: int = Field(2, ge=1, description="Passes over the training split.")
+    batch_size: int = Field(16, ge=1, description="Optimizer batch size.")
+    micro_batch_size: int | None = Field(4, ge=1, description="Split each batch for gradient accumulation.")
+    lr: float = Field(5e-5, gt=0, description="AdamW learning rate (LoRA usually wants ~1e-4).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+
+
+class TrainConfig(_Strict):
+    probe: ProbeTrainConfig = Field(default_factory=ProbeTrainConfig)
+    finetune: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
+    select_best: bool = Field(
+        True, description="Keep the epoch with the best validation accuracy (students: against weak labels)."
+    )
+
+
+class SplitConfig(_Strict):
+    weak_train: int = Field(1000, ge=1, description="GT examples the weak supervisor trains on.")
+    transfer: int = Field(1000, ge=1, description="Examples the weak model labels for the student (ceiling: GT).")
+    val: int = Field(200, ge=1, description="Model selection (students see weak labels on it, never GT).")
+    test: int = Field(1000, ge=1, description="Held-out evaluation.")
+    balance: bool = Field(False, description="Equal class counts in every split.")
+
+
+class MethodSpec(_Strict):
+    """One weak-to-strong method and its own options (validated by the method's config class)."""
+
+    name: str
+    options: dict[str, Any] = Field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        """The name results are reported under: ``logconf`` or ``logconf(alpha=0.75)``."""
+        if not self.options:
+            return self.name
+        inner = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
+        return f"{self.name}({inner})"
+
+
+class ExperimentConfig(_Strict):
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    weak: ModelConfig = Field(default_factory=lambda: ModelConfig(model="smollm2-135m"))
+    strong: ModelConfig = Field(default_factory=lambda: ModelConfig(model="gemma3-270m"))
+    methods: list[MethodSpec] = Field(
+        default_factory=lambda: [MethodSpec(name="xent"), MethodSpec(name="logconf")],
+        description="Methods to train one student each: names or {name: ..., <option>: ...}.",
+    )
+    split: SplitConfig = Field(default_factory=SplitConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    seed: int = Field(0, description="Seeds splits, initialisation and data order.")
+    output_dir: str = Field("weaklift_runs", description="Artifact store and run folders live here.")
+    bootstrap_samples: int = Field(1000, ge=10, description="Resamples for the PGR confidence interval.")
+
+    @field_validator("methods", mode="before")
+    @classmethod
+    def _methods_from_names(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = [value]
+        specs = []
+        for item in value or []:
+            if isinstance(item, str):
+                specs.append({"name": item})
+            elif isinstance(item, dict) and "options" not in item:
+                item = dict(item)
+                specs.append({"name": item.pop("name", None), "options": item})
+            else:
+                specs.append(item)
+        return specs
+
+    @model_validator(mode="after")
+    def _methods_exist(self) -> ExperimentConfig:
+        from weaklift.methods import METHODS, validate_method_options
+
+        if not self.methods:
+            raise ValueError("methods: list at least one method, e.g. methods=[xent,logconf]")
+        for i, spec in enumerate(self.methods):
+            if spec.name not in METHODS:
+                raise ValueError(f"methods.{i}: unknown method {spec.name!r}; choose from {sorted(METHODS)}")
+            validate_method_options(spec, where=f"methods.{i}")
+        labels = [spec.label for spec in self.methods]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"methods: duplicate entries {labels}")
+        return self
+
+
+def parse_overrides(pairs: list[str]) -> dict[str, Any]:
+    """Turn ``["a.b=1", "methods=[xent,logconf]"]`` into a nested dict; values parse as YAML."""
+    nested: dict[str, Any] = {}
+    for pair in pairs:
+        if "=" not in pair:
+            raise WeakliftError(f"override {pair!r} has no '='", "write key.sub=value, e.g. seed=1")
+        key, raw = pair.split("=", 1)
+        value = yaml.safe_load(raw) if raw != "" else None
+        node = nested
+        parts = key.strip().split(".")
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                raise WeakliftError(f"override {pair!r} conflicts with another override of {part!r}")
+        node[parts[-1]] = value
+    return nested
+
+
+def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def _format_validation_error(err: ValidationError) -> str:
+    first = err.errors()[0]
+    where = ".".join(str(p) for p in first["loc"]) or "config"
+    message = first["msg"].removeprefix("Value error, ")
+    return f"config field {where}: {message} (got {first.get('input')!r})" if "input" in first and not isinstance(
+        first.get("input"), dict
+    ) else f"config field {where}: {message}"
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+    """Read YAML (optional), apply overrides, validate. Raises WeakliftError naming the field."""
+    raw: dict[str, Any] = {}
+    if path is not None:
+        path = Path(path)
+        if not path.is_file():
+            raise WeakliftError(f"config file {path} not found", "pass an existing YAML file")
+        try:
+            raw = yaml.safe_load(path.read_text()) or {}
+        except yaml.YAMLError as err:
+            raise WeakliftError(f"config file {path} is not valid YAML ({err})") from err
+        if not isinstance(raw, dict):
+            raise WeakliftError(f"config file {path} must hold a mapping of keys", "see configs/default.yaml")
+    raw = _deep_merge(raw, parse_overrides(overrides or []))
+    # `weak=smollm2-135m` is shorthand for `weak.model=smollm2-135m`.
+    for side in ("weak", "strong"):
+        if isinstance(raw.get(side), str):
+            raw[side] = {"model": raw[side]}
+    for side in ("weak", "strong"):
+        if isinstance(raw.get(side), dict) and "model" not in raw[side]:
+            raw[side] = {"model": ExperimentConfig.model_fields[side].default_factory().model, **raw[side]}
+    try:
+        return ExperimentConfig.model_validate(raw)
+    except ValidationError as err:
+        raise WeakliftError(_format_validation_error(err)) from None

@@ -1,0 +1,41 @@
+"""Weak-to-strong methods: one class per file, all listed in ``METHODS`` (no import-time magic)."""
+
+from __future__ import annotations
+
+from pydantic import ValidationError
+
+from weaklift.methods.base import Method, MethodOptions, soft_cross_entropy
+from weaklift.methods.hard import Hard
+from weaklift.methods.logconf import Logconf
+from weaklift.methods.product import Product
+from weaklift.methods.xent import Xent
+
+METHODS: dict[str, type] = {
+    "xent": Xent,
+    "hard": Hard,
+    "logconf": Logconf,
+    "product": Product,
+}
+
+
+def validate_method_options(spec, where: str = "methods") -> MethodOptions:
+    """Check a MethodSpec's options against its method's Options class; ValueError names the field."""
+    method_cls = METHODS[spec.name]
+    try:
+        return method_cls.Options(**spec.options)
+    except ValidationError as err:
+        first = err.errors()[0]
+        field = ".".join(str(p) for p in first["loc"])
+        raise ValueError(f"{where}.{field}: {first['msg']} (method {spec.name})") from None
+
+
+def build_method(spec) -> Method:
+    return METHODS[spec.name](validate_method_options(spec))
+
+
+def method_params(spec) -> dict:
+    """The cache-key view of a method: its name and every option with defaults filled in."""
+    return {"name": spec.name, "options": validate_method_options(spec).model_dump()}
+
+
+__all__ = ["METHODS", "Method", "MethodOptions", "build_method", "method_params", "soft_cross_entropy"]

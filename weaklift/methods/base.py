@@ -1,0 +1,49 @@
+"""The protocol every weak-to-strong method implements.
+
+A method turns the student's logits and the weak supervisor's soft labels into a scalar loss.
+Methods whose targets depend on statistics of the whole optimizer batch (``needs_batch_context``)
+get them from ``batch_context``, which the training loop computes once per optimizer batch from
+the detached student probabilities of every micro-batch, so gradient accumulation changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+from pydantic import BaseModel, ConfigDict
+
+
+class MethodOptions(BaseModel):
+    """Base for a method's own options block; unknown keys are rejected."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Method(Protocol):
+    name: ClassVar[str]
+    paper: ClassVar[str]
+    Options: ClassVar[type[MethodOptions]]
+    needs_batch_context: ClassVar[bool]
+
+    def __init__(self, options: MethodOptions) -> None: ...
+
+    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+        """Per-example tensor (B, ...) computed over the whole optimizer batch, or None."""
+        ...
+
+    def loss(
+        self,
+        logits: torch.Tensor,  # (b, K) student logits for one micro-batch
+        weak_probs: torch.Tensor,  # (b, K) weak soft labels
+        progress: float,  # fraction of training done, in [0, 1]
+        context: torch.Tensor | None,  # (b, ...) slice of batch_context, or None
+    ) -> torch.Tensor:
+        """Mean loss over the micro-batch."""
+        ...
+
+
+def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Mean over examples of −Σ_k t_k log softmax(z)_k; targets are probability vectors."""
+    return -(targets * F.log_softmax(logits.float(), dim=-1)).sum(dim=-1).mean()

@@ -1,0 +1,81 @@
+"""Classifiers: a linear head on cached features (probe), or backbone + pooling + head (lora, full).
+
+Both map a batch dict to logits (B, K), so one training loop serves every mode. Only trainable
+parameters are saved (head; head + LoRA adapters; or everything for full finetuning), as safetensors.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from weaklift.config import ModelConfig
+from weaklift.models.pooling import pool, resolve_pooling
+
+
+class LinearHead(nn.Module):
+    """Probe: logits = W·features + b on frozen backbone features."""
+
+    def __init__(self, hidden_size: int, num_classes: int):
+        super().__init__()
+        self.linear = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, K)
+        return self.linear(features.to(self.linear.weight.dtype))
+
+
+class BackboneClassifier(nn.Module):
+    """Backbone (optionally LoRA-wrapped) → pooled hidden state → linear head."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, num_classes: int, pooling: str):
+        super().__init__()
+        self.backbone = backbone
+        self.pooling = pooling
+        self.head = nn.Linear(hidden_size, num_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
+        return self.head(pooled.to(self.head.weight.dtype))  # (B, K)
+
+
+def build_backbone_classifier(loaded, cfg: ModelConfig, num_classes: int) -> BackboneClassifier:
+    """Wrap a loaded backbone for ``lora`` or ``full`` training; the head starts from torch's seed."""
+    backbone = loaded.model
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        lora = LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+        )
+        backbone = get_peft_model(backbone, lora)
+    else:
+        for param in backbone.parameters():
+            param.requires_grad_(True)
+    pooling = resolve_pooling(cfg.pooling, loaded.is_decoder)
+    classifier = BackboneClassifier(backbone, loaded.hidden_size, num_classes, pooling)
+    classifier.to(next(loaded.model.parameters()).device)
+    return classifier
+
+
+def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def save_trainable(model: nn.Module, path: Path) -> None:
+    save_file(trainable_state(model), str(path))
+
+
+def load_trainable(model: nn.Module, path: Path) -> None:
+    """Load saved trainable weights; every saved tensor must find its parameter."""
+    state = load_file(str(path))
+    missing = set(state) - {n for n, _ in model.named_parameters()}
+    if missing:
+        raise ValueError(f"saved weights do not fit the model: {sorted(missing)[:3]}")
+    model.load_state_dict(state, strict=False)

@@ -1,0 +1,280 @@
+"""The pipeline's stages. Each reads explicit inputs and config fields and returns a cached Artifact.
+
+A stage's cache key covers every config field it reads (``params``), its upstream artifact keys and
+its version; bump ``VERSION`` of a stage when its computation changes.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from weaklift.config import ExperimentConfig, MethodSpec, ModelConfig
+from weaklift.methods import Xent, build_method, method_params
+from weaklift.metrics import agreement, classification_summary, pgr, pgr_bootstrap_ci
+from weaklift.models.classifier import LinearHead, build_backbone_classifier, load_trainable, save_trainable
+from weaklift.models.features import extract_features
+from weaklift.models.loading import load_backbone, model_fingerprint
+from weaklift.splits import SPLIT_NAMES, Splits, make_splits
+from weaklift.store import Artifact, ArtifactStore, save_arrays, save_json
+from weaklift.tasks.base import ClassificationData
+from weaklift.training.batches import FeatureBatcher, TokenBatcher
+from weaklift.training.classifier import LoopConfig, predict_proba, train_classifier
+
+log = logging.getLogger("weaklift")
+
+SPLITS_VERSION = 1
+FEATURES_VERSION = 1
+TRAIN_VERSION = 1
+LABELS_VERSION = 1
+EVAL_VERSION = 1
+
+
+@dataclass
+class StageContext:
+    """What every stage may read: the store, the task data, the experiment config, loaded backbones."""
+
+    store: ArtifactStore
+    data: ClassificationData
+    cfg: ExperimentConfig
+    splits: Splits | None = None
+    splits_key: str = ""
+    _backbones: dict = field(default_factory=dict)
+
+    def backbone(self, model: str):
+        """Load each backbone at most once per run, and only when a stage actually needs it."""
+        if model not in self._backbones:
+            log.info("loading %s", model)
+            self._backbones[model] = load_backbone(model)
+        return self._backbones[model]
+
+    def texts(self, split: str) -> list[str]:
+        return [self.data.texts[i] for i in self.splits[split]]
+
+    def labels(self, split: str) -> np.ndarray:
+        return self.data.labels[self.splits[split]]
+
+
+def one_hot(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    return np.eye(num_classes, dtype=np.float32)[labels]
+
+
+# --- splits ---------------------------------------------------------------------------------------
+
+
+def splits_stage(ctx: StageContext) -> Artifact:
+    params = {"task": ctx.data.fingerprint(), "split": ctx.cfg.split.model_dump(), "seed": ctx.cfg.seed}
+
+    def compute(out: Path) -> dict:
+        splits = make_splits(ctx.data.labels, ctx.cfg.split, ctx.cfg.seed)
+        save_arrays(out, splits.as_dict())
+        return {name: len(idx) for name, idx in splits.as_dict().items()}
+
+    artifact = ctx.store.get_or_compute("splits", SPLITS_VERSION, params, {}, compute)
+    ctx.splits = Splits(**{name: artifact.arrays()[name] for name in SPLIT_NAMES})
+    ctx.splits_key = artifact.key
+    return artifact
+
+
+# --- probe features -------------------------------------------------------------------------------
+
+
+def features_stage(ctx: StageContext, model_cfg: ModelConfig, split: str) -> Artifact:
+    """Pooled backbone features of one split, extracted once per (model, pooling, length, split)."""
+    params = {
+        "model": model_fingerprint(model_cfg.model),
+        "pooling": model_cfg.pooling,
+        "max_length": model_cfg.max_length,
+        "split": split,
+    }
+
+    def compute(out: Path) -> dict:
+        loaded = ctx.backbone(model_cfg.model)
+        features = extract_features(
+            loaded,
+            ctx.texts(split),
+            pooling=_pooling(model_cfg, loaded),
+            max_length=model_cfg.max_length,
+            batch_size=model_cfg.extract_batch_size,
+        )
+        save_arrays(out, {"features": features})
+        return {"shape": list(features.shape)}
+
+    return ctx.store.get_or_compute("features", FEATURES_VERSION, params, {"splits": ctx.splits_key}, compute)
+
+
+def _pooling(model_cfg: ModelConfig, loaded) -> str:
+    from weaklift.models.pooling import resolve_pooling
+
+    return resolve_pooling(model_cfg.pooling, loaded.is_decoder)
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One model to train: on which split, against which targets, selected on which labels."""
+
+    stage: str  # "weak_model", "ceiling" or "student"
+    model_cfg: ModelConfig
+    train_split: str
+    targets: np.ndarray  # (N, K) soft targets for train_split
+    val_labels: np.ndarray  # (M,) labels for model selection on val
+    targets_key: str  # upstream artifact the targets come from
+    method: MethodSpec | None = None
+    predict_splits: tuple[str, ...] = ()
+
+
+def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
+    mode_cfg = ctx.cfg.train.probe if model_cfg.mode == "probe" else ctx.cfg.train.finetune
+    return LoopConfig(
+        epochs=mode_cfg.epochs,
+        batch_size=mode_cfg.batch_size,
+        micro_batch_size=mode_cfg.micro_batch_size,
+        lr=mode_cfg.lr,
+        weight_decay=mode_cfg.weight_decay,
+        select_best=ctx.cfg.train.select_best,
+        seed=ctx.cfg.seed,
+    )
+
+
+def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
+    params = {
+        "model": model_fingerprint(model_cfg.model),
+        "mode": model_cfg.mode,
+        "pooling": model_cfg.pooling,
+        "max_length": model_cfg.max_length,
+        "loop": _loop_config(ctx, model_cfg).__dict__,
+        "num_classes": ctx.data.num_classes,
+    }
+    if model_cfg.mode == "lora":
+        params["lora"] = model_cfg.lora.model_dump()
+    return params
+
+
+class _Inputs:
+    """Builds the classifier and its batchers for one model config, in probe or finetune mode."""
+
+    def __init__(self, ctx: StageContext, model_cfg: ModelConfig):
+        self.ctx, self.model_cfg = ctx, model_cfg
+        self.probe = model_cfg.mode == "probe"
+
+    def upstream(self, splits: tuple[str, ...]) -> dict[str, str]:
+        if not self.probe:
+            return {}
+        return {f"features/{s}": features_stage(self.ctx, self.model_cfg, s).key for s in splits}
+
+    def batcher(self, split: str):
+        if self.probe:
+            return FeatureBatcher(features_stage(self.ctx, self.model_cfg, split).arrays()["features"])
+        loaded = self.ctx.backbone(self.model_cfg.model)
+        return TokenBatcher(loaded.tokenizer, self.ctx.texts(split), self.model_cfg.max_length)
+
+    def new_model(self, seed: int) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        if self.probe:
+            hidden = features_stage(self.ctx, self.model_cfg, "val").arrays()["features"].shape[1]
+            return LinearHead(hidden, self.ctx.data.num_classes)
+        # A fresh copy of the pretrained weights for every finetuned model.
+        self.ctx._backbones.pop(self.model_cfg.model, None)
+        loaded = self.ctx.backbone(self.model_cfg.model)
+        return build_backbone_classifier(loaded, self.model_cfg, self.ctx.data.num_classes)
+
+
+def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
+    """Train one classifier; save its trainable weights and its predictions on ``predict_splits``."""
+    inputs = _Inputs(ctx, req.model_cfg)
+    needed = tuple(dict.fromkeys((req.train_split, "val", *req.predict_splits)))
+    params = {
+        **_model_params(ctx, req.model_cfg),
+        "train_split": req.train_split,
+        "method": method_params(req.method) if req.method else "gt_xent",
+        "predict": list(req.predict_splits),
+    }
+    upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream(needed)}
+
+    def compute(out: Path) -> dict:
+        loop = _loop_config(ctx, req.model_cfg)
+        model = inputs.new_model(loop.seed)
+        method = build_method(req.method) if req.method else Xent()
+        name = req.method.label if req.method else req.stage
+        log.info("training %s: %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, name)
+        history = train_classifier(
+            model,
+            inputs.batcher(req.train_split),
+            req.targets,
+            method,
+            loop,
+            val_data=inputs.batcher("val"),
+            val_labels=req.val_labels,
+            desc=f"{req.stage} {name}",
+        )
+        save_trainable(model, out / "weights.safetensors")
+        predictions = {s: predict_proba(model, inputs.batcher(s)) for s in req.predict_splits}
+        if predictions:
+            save_arrays(out, predictions, name="predictions")
+        return {"history": history.__dict__}
+
+    return ctx.store.get_or_compute(req.stage, TRAIN_VERSION, params, upstream, compute)
+
+
+def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelConfig) -> Artifact:
+    """The weak supervisor's soft labels on transfer, val and test (its test accuracy comes from here)."""
+    inputs = _Inputs(ctx, model_cfg)
+    label_splits = ("transfer", "val", "test")
+    upstream = {"weak_model": weak_model.key, **inputs.upstream(label_splits)}
+
+    def compute(out: Path) -> dict:
+        model = inputs.new_model(seed=0)
+        load_trainable(model, weak_model.path / "weights.safetensors")
+        save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in label_splits})
+        return {}
+
+    return ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, upstream, compute)
+
+
+# --- evaluation -----------------------------------------------------------------------------------
+
+
+def evaluation_stage(
+    ctx: StageContext, weak_labels: Artifact, ceiling: Artifact, students: dict[str, Artifact]
+) -> Artifact:
+    """Accuracy/AUROC for weak, ceiling and students; PGR with a bootstrap CI; agreement."""
+    params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed, "students": sorted(students)}
+    upstream = {
+        "splits": ctx.splits_key,
+        "weak_labels": weak_labels.key,
+        "ceiling": ceiling.key,
+        **{f"student/{label}": art.key for label, art in students.items()},
+    }
+
+    def compute(out: Path) -> dict:
+        labels = ctx.labels("test")
+        weak_probs = weak_labels.arrays()["test"]
+        ceiling_probs = ceiling.arrays("predictions")["test"]
+        weak, ceil = classification_summary(weak_probs, labels), classification_summary(ceiling_probs, labels)
+        weak_correct = weak_probs.argmax(1) == labels
+        ceiling_correct = ceiling_probs.argmax(1) == labels
+        student_results = {}
+        for label, art in students.items():
+            probs = art.arrays("predictions")["test"]
+            summary = classification_summary(probs, labels)
+            lo, hi = pgr_bootstrap_ci(
+                weak_correct, probs.argmax(1) == labels, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed
+            )
+            student_results[label] = {
+                **summary,
+                "pgr": pgr(summary["accuracy"], weak["accuracy"], ceil["accuracy"]),
+                "pgr_ci": [lo, hi],
+                "agreement": agreement(probs, weak_probs),
+            }
+        metrics = {"num_test": int(len(labels)), "weak": weak, "ceiling": ceil, "students": student_results}
+        save_json(out, "metrics", metrics)
+        return {}
+
+    return ctx.store.get_or_compute("evaluation", EVAL_VERSION, params, upstream, compute)

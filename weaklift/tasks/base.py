@@ -1,0 +1,49 @@
+"""What a loaded classification task is: texts, integer labels, and how they were produced."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from weaklift.errors import WeakliftError
+from weaklift.store import stable_hash
+
+
+@dataclass(frozen=True)
+class ClassificationData:
+    """A pool of labelled texts; splits are drawn from it by ``weaklift.splits``.
+
+    ``label_names[i]`` is the original value that label id ``i`` stands for (the recorded mapping).
+    """
+
+    name: str
+    texts: list[str]
+    labels: np.ndarray  # (N,) int64 in [0, num_classes)
+    label_names: list[str]
+    source: str = ""
+    extra: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.texts) == 0:
+            raise WeakliftError(f"task {self.name!r} loaded no examples", "check task.path and its columns")
+        if len(self.texts) != len(self.labels):
+            raise WeakliftError(f"task {self.name!r}: {len(self.texts)} texts but {len(self.labels)} labels")
+        labels = np.asarray(self.labels)
+        if labels.min() < 0 or labels.max() >= len(self.label_names):
+            bad = int(labels[(labels < 0) | (labels >= len(self.label_names))][0])
+            raise WeakliftError(
+                f"task {self.name!r}: label {bad} out of range [0, {len(self.label_names)})",
+                "use labels 0..K-1 or string labels (mapped to ids automatically)",
+            )
+        for i, text in enumerate(self.texts):
+            if not isinstance(text, str) or not text:
+                raise WeakliftError(f"task {self.name!r}: example {i} has an empty or non-text input")
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.label_names)
+
+    def fingerprint(self) -> str:
+        """Hash of the content, so a changed data file never reuses stale splits or features."""
+        return stable_hash({"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names})

@@ -1,0 +1,143 @@
+"""The classification training loop (weak supervisor, ceiling and students; every mode).
+
+One optimizer step per batch. With gradient accumulation the batch is cut into micro-batches; a
+method that needs batch-level statistics (logconf's balance-keeping threshold) gets them from one
+no-grad pass over the whole batch first, so accumulation never changes what it computes.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from torch import nn
+from tqdm.auto import tqdm
+
+from weaklift.methods.base import Method
+from weaklift.training.batches import Batcher
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    weight_decay: float = 0.0
+    micro_batch_size: int | None = None
+    select_best: bool = True
+    seed: int = 0
+
+
+@dataclass
+class TrainHistory:
+    """Per-epoch mean training loss and validation accuracy (against whatever labels val carries)."""
+
+    train_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+    best_epoch: int = -1
+
+
+def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def train_classifier(
+    model: nn.Module,
+    data: Batcher,
+    targets: np.ndarray,  # (N, K) soft targets: GT one-hot or weak probabilities
+    method: Method,
+    cfg: LoopConfig,
+    val_data: Batcher | None = None,
+    val_labels: np.ndarray | None = None,  # (M,) int: GT for weak/ceiling, weak argmax for students
+    desc: str = "train",
+) -> TrainHistory:
+    """Train in place; with ``select_best`` restore the epoch with the best validation accuracy."""
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    generator = torch.Generator().manual_seed(cfg.seed)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    model, optimizer = accelerator.prepare(model, optimizer)
+    device = accelerator.device
+    all_targets = torch.as_tensor(targets, dtype=torch.float32)
+    steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
+    total_steps = cfg.epochs * steps_per_epoch
+    micro_size = cfg.micro_batch_size or cfg.batch_size
+    history = TrainHistory()
+    best_state, best_acc = None, -1.0
+    step = 0
+    bar = tqdm(total=total_steps, desc=desc, leave=False, disable=total_steps < 20)
+    for epoch in range(cfg.epochs):
+        model.train()
+        order = torch.randperm(len(data), generator=generator).numpy()
+        losses = []
+        for batch_rows in _chunks(order, cfg.batch_size):
+            progress = step / total_steps
+            loss = _optimizer_step(model, optimizer, accelerator, data, all_targets, batch_rows, micro_size, method, progress, device)
+            losses.append(loss)
+            step += 1
+            bar.update(1)
+        history.train_loss.append(float(np.mean(losses)))
+        if val_data is not None and val_labels is not None:
+            acc = float(np.mean(predict_proba(model, val_data).argmax(1) == val_labels))
+            history.val_accuracy.append(acc)
+            if cfg.select_best and acc > best_acc:
+                best_acc, history.best_epoch = acc, epoch
+                best_state = copy.deepcopy({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+    bar.close()
+    if best_state is not None:
+        model.load_state_dict(best_state, strict=False)
+    else:
+        history.best_epoch = cfg.epochs - 1
+    return history
+
+
+def _optimizer_step(
+    model: nn.Module,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Accelerator,
+    data: Batcher,
+    all_targets: torch.Tensor,
+    batch_rows: np.ndarray,
+    micro_size: int,
+    method: Method,
+    progress: float,
+    device: torch.device,
+) -> float:
+    """One optimizer step over ``batch_rows``, accumulating gradients over micro-batches."""
+    micro_batches = _chunks(batch_rows, micro_size)
+    weak = all_targets[torch.as_tensor(batch_rows)].to(device)  # (B, K)
+    context = None
+    if method.needs_batch_context and len(micro_batches) > 1:
+        with torch.no_grad():
+            probs = torch.cat([torch.softmax(model(**data.batch(m, device)).float(), -1) for m in micro_batches])
+        context = method.batch_context(probs, weak, progress)  # (B, ...) over the whole optimizer batch
+    optimizer.zero_grad()
+    total, start = 0.0, 0
+    for micro in micro_batches:
+        logits = model(**data.batch(micro, device))  # (b, K)
+        end = start + len(micro)
+        micro_context = None if context is None else context[start:end]
+        if method.needs_batch_context and context is None:  # the micro-batch is the whole batch
+            micro_context = method.batch_context(torch.softmax(logits.detach().float(), -1), weak, progress)
+        loss = method.loss(logits, weak[start:end], progress, micro_context) * (len(micro) / len(batch_rows))
+        accelerator.backward(loss)
+        total += float(loss.detach())
+        start = end
+    optimizer.step()
+    return total
+
+
+@torch.no_grad()
+def predict_proba(model: nn.Module, data: Batcher, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, K) in the data's order."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = np.arange(len(data))
+    out = [torch.softmax(model(**data.batch(chunk, device)).float(), -1).cpu() for chunk in _chunks(rows, batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy()
