@@ -12,7 +12,13 @@ from accelerate import Accelerator
 from weaklift.config import MethodSpec
 from weaklift.methods import METHODS, build_method
 from weaklift.methods.hard import Hard
-from weaklift.methods.logconf import Logconf, LogconfOptions, binary_threshold, confidence_weight, harden_balanced
+from weaklift.methods.logconf import (
+    Logconf,
+    LogconfOptions,
+    binary_threshold,
+    confidence_weight,
+    harden_balanced,
+)
 from weaklift.methods.product import Product
 from weaklift.methods.xent import Xent
 from weaklift.models.classifier import LinearHead

@@ -7,7 +7,14 @@ import math
 import numpy as np
 import pytest
 
-from weaklift.metrics import accuracy, agreement, auroc, expected_calibration_error, pgr, pgr_bootstrap_ci
+from weaklift.metrics import (
+    accuracy,
+    agreement,
+    auroc,
+    expected_calibration_error,
+    pgr,
+    pgr_bootstrap_ci,
+)
 
 
 def test_pgr_by_hand():

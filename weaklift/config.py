@@ -152,7 +152,7 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         if "=" not in pair:
             raise WeakliftError(f"override {pair!r} has no '='", "write key.sub=value, e.g. seed=1")
         key, raw = pair.split("=", 1)
-        value = yaml.safe_load(raw) if raw != "" else None
+        value = _parse_value(raw)
         node = nested
         parts = key.strip().split(".")
         for part in parts[:-1]:
@@ -161,6 +161,20 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 raise WeakliftError(f"override {pair!r} conflicts with another override of {part!r}")
         node[parts[-1]] = value
     return nested
+
+
+def _parse_value(raw: str) -> Any:
+    """YAML scalars and explicit [lists]/{maps}; anything else stays the literal string
+    (so ``task.template=Review: {text}`` is a template, not a mapping)."""
+    if raw == "":
+        return None
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    if isinstance(value, dict | list) and not raw.lstrip().startswith(("[", "{")):
+        return raw
+    return value
 
 
 def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
@@ -175,11 +189,14 @@ def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
 
 def _format_validation_error(err: ValidationError) -> str:
     first = err.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "config"
     message = first["msg"].removeprefix("Value error, ")
-    return f"config field {where}: {message} (got {first.get('input')!r})" if "input" in first and not isinstance(
-        first.get("input"), dict
-    ) else f"config field {where}: {message}"
+    if not first["loc"]:  # a cross-field check: its message already names the field
+        return f"config field {message}"
+    where = ".".join(str(p) for p in first["loc"])
+    if first["type"] == "extra_forbidden":
+        return f"config field {where}: unknown key (misspelt?); configs/default.yaml lists the valid keys"
+    got = first.get("input")
+    return f"config field {where}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from weaklift.config import ExperimentConfig
+from weaklift.models.loading import model_fingerprint
 from weaklift.stages import (
     StageContext,
     TrainRequest,
@@ -41,8 +42,10 @@ class Results:
 
 
 def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) -> Results:
-    store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
+    for side in (cfg.weak, cfg.strong):
+        model_fingerprint(side.model)  # an unknown model fails here, before any work
     data = load_task(cfg.task, cfg.seed)
+    store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     ctx = StageContext(store=store, data=data, cfg=cfg)
     k = data.num_classes
 

@@ -16,7 +16,12 @@ import torch
 from weaklift.config import ExperimentConfig, MethodSpec, ModelConfig
 from weaklift.methods import Xent, build_method, method_params
 from weaklift.metrics import agreement, classification_summary, pgr, pgr_bootstrap_ci
-from weaklift.models.classifier import LinearHead, build_backbone_classifier, load_trainable, save_trainable
+from weaklift.models.classifier import (
+    LinearHead,
+    build_backbone_classifier,
+    load_trainable,
+    save_trainable,
+)
 from weaklift.models.features import extract_features
 from weaklift.models.loading import load_backbone, model_fingerprint
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits

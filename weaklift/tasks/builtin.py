@@ -23,7 +23,7 @@ from weaklift.errors import WeakliftError
 from weaklift.tasks.base import ClassificationData
 from weaklift.tasks.loaders import Reader, Row, load_hub, read_path, require_columns
 
-Formatter = Callable[[Row, np.random.Generator], "tuple[str, int] | None"]
+Formatter = Callable[[Row, np.random.Generator], tuple[str, int] | None]
 Loader = Callable[[TaskConfig, int], ClassificationData]
 
 
@@ -291,7 +291,9 @@ def _render(template: str, rows: list[Row], source: str) -> list[str]:
 def load_file_task(cfg: TaskConfig, seed: int) -> ClassificationData:
     """Any local table: ``task.template`` builds the text, ``task.label_column`` the label."""
     if cfg.path is None:
-        raise WeakliftError("task `file` needs task.path", "set task.path=<JSONL/CSV/Parquet file or folder>")
+        raise WeakliftError(
+            "task `file` needs task.path", "set task.path=<JSONL/CSV/Parquet file or folder>"
+        )
     if not cfg.template:
         raise WeakliftError(
             "task `file` needs task.template",
@@ -301,9 +303,9 @@ def load_file_task(cfg: TaskConfig, seed: int) -> ClassificationData:
     needed.setdefault(cfg.label_column, "task.label_column")
     rows = read_path(cfg.path, needed)
     labels, names = encode_labels([row[cfg.label_column] for row in rows], cfg.label_column)
-    if len(names) < 2:
+    if len(np.unique(labels)) < 2:
         raise WeakliftError(
-            f"column {cfg.label_column!r} (task.label_column) in {cfg.path} has a single class {names}",
+            f"column {cfg.label_column!r} (task.label_column) in {cfg.path} holds a single class",
             "a classification task needs at least two label values",
         )
     return ClassificationData(

@@ -86,8 +86,9 @@ def require_columns(
             )
 
 
-def read_file(path: Path, readers: Mapping[str, Reader] | None = None) -> list[Row]:
+def read_file(path: str | Path, readers: Mapping[str, Reader] | None = None) -> list[Row]:
     """Rows of one file; ``readers`` adds release formats (e.g. SST-2's ``stsa.binary.*``)."""
+    path = Path(path)
     all_readers = {**(readers or {}), **READERS}
     reader = _reader_for(path, all_readers)
     if reader is None:

