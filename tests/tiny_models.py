@@ -16,11 +16,12 @@ from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processor
 from transformers import BertConfig, BertModel, LlamaConfig, LlamaModel, PreTrainedTokenizerFast
 
 SPECIALS = ["[PAD]", "[UNK]", "[BOS]", "[EOS]"]
-DEFAULT_WORDS = (
-    "the a an is are was not and or of in on to it this that true false yes no paris london berlin "
-    "france england germany capital city water sky blue green red cat dog big small one two three "
-    "question answer good bad , . ? !"
-).split()
+DEFAULT_WORDS = [
+    "the", "a", "an", "is", "are", "was", "not", "and", "or", "of", "in", "on", "to", "it", "this",
+    "that", "true", "false", "yes", "no", "paris", "london", "berlin", "france", "england", "germany",
+    "capital", "city", "water", "sky", "blue", "green", "red", "cat", "dog", "big", "small", "one",
+    "two", "three", "question", "answer", "good", "bad", ",", ".", "?", "!",
+]  # fmt: skip
 
 
 def make_tiny_model(

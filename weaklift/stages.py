@@ -34,7 +34,7 @@ log = logging.getLogger("weaklift")
 
 SPLITS_VERSION = 1
 FEATURES_VERSION = 1
-TRAIN_VERSION = 1
+TRAIN_VERSION = 2
 LABELS_VERSION = 1
 EVAL_VERSION = 1
 
@@ -180,11 +180,11 @@ class _Inputs:
         loaded = self.ctx.backbone(self.model_cfg.model)
         return TokenBatcher(loaded.tokenizer, self.ctx.texts(split), self.model_cfg.max_length)
 
-    def new_model(self, seed: int) -> torch.nn.Module:
+    def new_model(self, seed: int, train_split: str) -> torch.nn.Module:
         torch.manual_seed(seed)
         if self.probe:
-            hidden = features_stage(self.ctx, self.model_cfg, "val").arrays()["features"].shape[1]
-            return LinearHead(hidden, self.ctx.data.num_classes)
+            train_features = torch.as_tensor(features_stage(self.ctx, self.model_cfg, train_split).arrays()["features"])
+            return LinearHead(train_features.shape[1], self.ctx.data.num_classes, train_features)
         # A fresh copy of the pretrained weights for every finetuned model.
         self.ctx._backbones.pop(self.model_cfg.model, None)
         loaded = self.ctx.backbone(self.model_cfg.model)
@@ -205,10 +205,11 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
 
     def compute(out: Path) -> dict:
         loop = _loop_config(ctx, req.model_cfg)
-        model = inputs.new_model(loop.seed)
+        model = inputs.new_model(loop.seed, req.train_split)
         method = build_method(req.method) if req.method else Xent()
         name = req.method.label if req.method else req.stage
-        log.info("training %s: %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, name)
+        source = f"weak labels, method {name}" if req.method else f"ground truth of {req.train_split}"
+        log.info("training %s %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, source)
         history = train_classifier(
             model,
             inputs.batcher(req.train_split),
@@ -220,7 +221,7 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
             desc=f"{req.stage} {name}",
         )
         save_trainable(model, out / "weights.safetensors")
-        predictions = {s: predict_proba(model, inputs.batcher(s)) for s in req.predict_splits}
+        predictions = {s: predict_proba(model, inputs.batcher(s), method) for s in req.predict_splits}
         if predictions:
             save_arrays(out, predictions, name="predictions")
         return {"history": history.__dict__}
@@ -235,8 +236,8 @@ def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelC
     upstream = {"weak_model": weak_model.key, **inputs.upstream(label_splits)}
 
     def compute(out: Path) -> dict:
-        model = inputs.new_model(seed=0)
-        load_trainable(model, weak_model.path / "weights.safetensors")
+        model = inputs.new_model(seed=0, train_split="weak_train")
+        load_trainable(model, weak_model.path / "weights.safetensors")  # overwrites the fresh init
         save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in label_splits})
         return {}
 

@@ -26,6 +26,11 @@ class Method(Protocol):
     paper: ClassVar[str]
     Options: ClassVar[type[MethodOptions]]
     needs_batch_context: ClassVar[bool]
+    multi_weak: ClassVar[bool]  # True: weak_probs is (b, M, K), one row per weak member
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        """Class probabilities (B, K) from the head's outputs (softmax, or a Dirichlet mean)."""
+        ...
 
     def __init__(self, options: MethodOptions) -> None: ...
 
@@ -42,6 +47,23 @@ class Method(Protocol):
     ) -> torch.Tensor:
         """Mean loss over the micro-batch."""
         ...
+
+
+class BaseMethod:
+    """Defaults for the protocol: softmax outputs, one weak label per example, no batch context."""
+
+    needs_batch_context: ClassVar[bool] = False
+    multi_weak: ClassVar[bool] = False
+    Options: ClassVar[type[MethodOptions]] = MethodOptions
+
+    def __init__(self, options: MethodOptions | None = None):
+        self.options = options or self.Options()
+
+    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+        return None
+
+    def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(logits.float(), dim=-1)
 
 
 def soft_cross_entropy(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from weaklift.methods.base import MethodOptions, soft_cross_entropy
+from weaklift.methods.base import BaseMethod, MethodOptions, soft_cross_entropy
 
 
 class LogconfOptions(MethodOptions):
@@ -54,14 +54,11 @@ def harden_balanced(student_probs: torch.Tensor, weak_probs: torch.Tensor) -> to
     return hard
 
 
-class Logconf:
+class Logconf(BaseMethod):
     name = "logconf"
     paper = "Burns et al. 2023, Weak-to-Strong Generalization, auxiliary confidence loss (sec. 4.3.2)"
     Options = LogconfOptions
     needs_batch_context = True
-
-    def __init__(self, options: LogconfOptions | None = None):
-        self.options = options or LogconfOptions()
 
     def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor:
         return harden_balanced(student_probs.detach(), weak_probs)

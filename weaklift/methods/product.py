@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from pydantic import Field
 
-from weaklift.methods.base import MethodOptions, soft_cross_entropy
+from weaklift.methods.base import BaseMethod, MethodOptions, soft_cross_entropy
 
 
 class ProductOptions(MethodOptions):
@@ -13,17 +13,10 @@ class ProductOptions(MethodOptions):
     beta: float = Field(1.0, ge=0, description="Exponent on the student's own prediction.")
 
 
-class Product:
+class Product(BaseMethod):
     name = "product"
     paper = "EleutherAI/w2s (product-of-experts target), after Burns et al. 2023"
     Options = ProductOptions
-    needs_batch_context = False
-
-    def __init__(self, options: ProductOptions | None = None):
-        self.options = options or ProductOptions()
-
-    def batch_context(self, student_probs, weak_probs, progress):
-        return None
 
     def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None) -> torch.Tensor:
         student = torch.softmax(logits.float(), dim=-1).detach()

@@ -17,14 +17,23 @@ from weaklift.models.pooling import pool, resolve_pooling
 
 
 class LinearHead(nn.Module):
-    """Probe: logits = W·features + b on frozen backbone features."""
+    """Probe: logits = W·standardise(features) + b on frozen backbone features.
 
-    def __init__(self, hidden_size: int, num_classes: int):
+    Standardising with the training split's mean and std (saved with the head) makes one learning
+    rate work for backbones whose hidden states differ in scale by orders of magnitude.
+    """
+
+    def __init__(self, hidden_size: int, num_classes: int, train_features: torch.Tensor | None = None):
         super().__init__()
         self.linear = nn.Linear(hidden_size, num_classes)
+        mean = torch.zeros(hidden_size) if train_features is None else train_features.float().mean(0)
+        std = torch.ones(hidden_size) if train_features is None else train_features.float().std(0)
+        self.register_buffer("feature_mean", mean)
+        self.register_buffer("feature_std", std.clamp_min(1e-6))
 
     def forward(self, features: torch.Tensor) -> torch.Tensor:  # (B, H) -> (B, K)
-        return self.linear(features.to(self.linear.weight.dtype))
+        standardised = (features.float() - self.feature_mean) / self.feature_std
+        return self.linear(standardised)
 
 
 class BackboneClassifier(nn.Module):
@@ -65,6 +74,9 @@ def build_backbone_classifier(loaded, cfg: ModelConfig, num_classes: int) -> Bac
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
+    """What training changed: a probe's whole (tiny) state; a finetuned model's trainable weights."""
+    if isinstance(model, LinearHead):
+        return {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 
 
@@ -75,7 +87,7 @@ def save_trainable(model: nn.Module, path: Path) -> None:
 def load_trainable(model: nn.Module, path: Path) -> None:
     """Load saved trainable weights; every saved tensor must find its parameter."""
     state = load_file(str(path))
-    missing = set(state) - {n for n, _ in model.named_parameters()}
+    missing = set(state) - set(model.state_dict())
     if missing:
         raise ValueError(f"saved weights do not fit the model: {sorted(missing)[:3]}")
     model.load_state_dict(state, strict=False)

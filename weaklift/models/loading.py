@@ -67,19 +67,32 @@ def load_backbone(model: str, device: str | None = None) -> LoadedBackbone:
 
 def resolve_source(model: str) -> str:
     """Turn a user's model string into something ``from_pretrained`` accepts (folder or hub id)."""
-    if model in ZOO:
+    kind, where = classify_model(model)
+    if kind == "zoo":
         return str(ZOO[model].resolve())
+    if kind == "gguf":
+        gguf_file = Path(where)
+        folder = _from_pretrained(model, "gguf", lambda: convert_gguf(gguf_file, gguf_cache_dir(gguf_file)))
+        return str(folder)
+    return str(where)
+
+
+def classify_model(model: str) -> tuple[str, Path | str]:
+    """("zoo" | "gguf" | "dir" | "hub", path or id), or a WeakliftError; only looks at the disk."""
+    if model in ZOO:
+        ZOO[model].check_installed()
+        return "zoo", model
     path = Path(model).expanduser()
     if path.is_file() and path.suffix == ".gguf":
-        return str(convert_gguf(path.resolve(), gguf_cache_dir(path)))
+        return "gguf", path.resolve()
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise WeakliftError(f"folder {model} has no config.json", "point to a saved Hugging Face model folder")
-        return str(path.resolve())
+        return "dir", path.resolve()
     if path.exists():
         raise WeakliftError(f"{model} is a file but not a .gguf", _HOW_TO)
     if _looks_like_hub_id(model):
-        return model
+        return "hub", model
     raise WeakliftError(f"unknown model {model!r} (not a zoo name, folder, .gguf file or hub id)", _HOW_TO)
 
 
@@ -89,19 +102,16 @@ def gguf_cache_dir(gguf_file: Path) -> Path:
 
 
 def model_fingerprint(model: str) -> str:
-    """A cheap, stable identifier for cache keys; never loads weights."""
-    if model in ZOO:
+    """A cheap, stable identifier for cache keys; never loads weights. Raises like ``load_backbone``."""
+    kind, where = classify_model(model)
+    if kind == "zoo":
         entry = ZOO[model]
         return f"zoo:{model}:{entry.package}=={entry.version()}"
-    path = Path(model).expanduser()
-    if path.is_file() and path.suffix == ".gguf":
-        return f"gguf:{path.resolve()}:{_gguf_key(path)}"
-    if path.is_dir():
-        return f"dir:{path.resolve()}:{_folder_key(path)}"
-    if not path.exists() and _looks_like_hub_id(model):
-        return f"hub:{model}"
-    resolve_source(model)  # raises the same error load_backbone would
-    raise AssertionError("unreachable")
+    if kind == "gguf":
+        return f"gguf:{where}:{_gguf_key(Path(where))}"
+    if kind == "dir":
+        return f"dir:{where}:{_folder_key(Path(where))}"
+    return f"hub:{where}"
 
 
 def is_decoder_config(config: PretrainedConfig) -> bool:

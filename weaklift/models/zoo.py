@@ -21,7 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from weaklift.errors import WeakliftError
 
@@ -196,10 +196,13 @@ class ZooEntry:
         """True when ``resolve()`` needs no conversion."""
         return self.installed() and (not self.is_gguf or is_complete(zoo_cache_dir(self.name)))
 
-    def resolve(self) -> Path:
-        """A plain HF folder for this model, converting (once) if the package ships a GGUF."""
+    def check_installed(self) -> None:
         if not self.installed():
             raise WeakliftError(f"model {self.name!r} needs the package {self.package}", self.install)
+
+    def resolve(self) -> Path:
+        """A plain HF folder for this model, converting (once) if the package ships a GGUF."""
+        self.check_installed()
         if not self.is_gguf:
             return self.locate(None)
         target = zoo_cache_dir(self.name)
@@ -262,19 +265,31 @@ def get_entry(name: str) -> ZooEntry:
     return ZOO[name]
 
 
-def describe_models() -> list[dict[str, Any]]:
+class ModelRow(NamedTuple):
+    """One line of ``weaklift models``; iterate for table cells, ``_asdict()`` for JSON."""
+
+    name: str
+    kind: str
+    params: str
+    hidden_size: int
+    installed: bool
+    cached: bool
+    package: str
+    description: str
+
+
+def describe_models() -> list[ModelRow]:
     """Rows for ``weaklift models``: what each name is and whether it is ready to use offline."""
     return [
-        {
-            "name": entry.name,
-            "kind": entry.kind,
-            "params": entry.params,
-            "hidden_size": entry.hidden_size,
-            "package": entry.package,
-            "installed": entry.installed(),
-            "cached": entry.cached(),
-            "install": entry.install,
-            "description": entry.description,
-        }
+        ModelRow(
+            name=entry.name,
+            kind=entry.kind,
+            params=entry.params,
+            hidden_size=entry.hidden_size,
+            installed=entry.installed(),
+            cached=entry.cached(),
+            package=entry.package,
+            description=entry.description,
+        )
         for entry in ZOO.values()
     ]

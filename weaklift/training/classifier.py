@@ -82,7 +82,7 @@ def train_classifier(
             bar.update(1)
         history.train_loss.append(float(np.mean(losses)))
         if val_data is not None and val_labels is not None:
-            acc = float(np.mean(predict_proba(model, val_data).argmax(1) == val_labels))
+            acc = float(np.mean(predict_proba(model, val_data, method).argmax(1) == val_labels))
             history.val_accuracy.append(acc)
             if cfg.select_best and acc > best_acc:
                 best_acc, history.best_epoch = acc, epoch
@@ -113,7 +113,7 @@ def _optimizer_step(
     context = None
     if method.needs_batch_context and len(micro_batches) > 1:
         with torch.no_grad():
-            probs = torch.cat([torch.softmax(model(**data.batch(m, device)).float(), -1) for m in micro_batches])
+            probs = torch.cat([method.probabilities(model(**data.batch(m, device))) for m in micro_batches])
         context = method.batch_context(probs, weak, progress)  # (B, ...) over the whole optimizer batch
     optimizer.zero_grad()
     total, start = 0.0, 0
@@ -122,7 +122,7 @@ def _optimizer_step(
         end = start + len(micro)
         micro_context = None if context is None else context[start:end]
         if method.needs_batch_context and context is None:  # the micro-batch is the whole batch
-            micro_context = method.batch_context(torch.softmax(logits.detach().float(), -1), weak, progress)
+            micro_context = method.batch_context(method.probabilities(logits.detach()), weak, progress)
         loss = method.loss(logits, weak[start:end], progress, micro_context) * (len(micro) / len(batch_rows))
         accelerator.backward(loss)
         total += float(loss.detach())
@@ -132,12 +132,13 @@ def _optimizer_step(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, data: Batcher, batch_size: int = 64) -> np.ndarray:
-    """Class probabilities (N, K) in the data's order."""
+def predict_proba(model: nn.Module, data: Batcher, method: Method | None = None, batch_size: int = 64) -> np.ndarray:
+    """Class probabilities (N, K) in the data's order, as the method reads the head's outputs."""
+    to_probs = method.probabilities if method is not None else (lambda z: torch.softmax(z.float(), -1))
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows = np.arange(len(data))
-    out = [torch.softmax(model(**data.batch(chunk, device)).float(), -1).cpu() for chunk in _chunks(rows, batch_size)]
+    out = [to_probs(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy()
