@@ -53,8 +53,11 @@ def _validate(args: argparse.Namespace) -> int:
 
     path, overrides = _split_config_args(args.args)
     cfg = load_config(path, overrides)
-    print(f"ok: task {cfg.task.name}, weak {cfg.weak.model} ({cfg.weak.mode}), "
-          f"strong {cfg.strong.model} ({cfg.strong.mode}), methods {[m.label for m in cfg.methods]}")
+    weak = ", ".join(f"{m.label} ({m.mode})" for m in cfg.weak_members)
+    print(
+        f"ok: task {cfg.task.name}, weak {weak}, strong {cfg.strong.model} ({cfg.strong.mode}), "
+        f"methods {[m.label for m in cfg.methods]}"
+    )
     return 0
 
 

@@ -50,6 +50,22 @@ class ModelConfig(_Strict):
     max_length: int = Field(256, ge=4, description="Truncate inputs to this many tokens.")
     extract_batch_size: int = Field(32, ge=1, description="Batch size for probe feature extraction.")
     lora: LoraConfig = Field(default_factory=LoraConfig)
+    seed: int | None = Field(
+        None, description="This model's own seed (init, data order, bootstrap resample); default: `seed`."
+    )
+    subset: Literal["full", "bootstrap"] = Field(
+        "full", description="Weak members: train on all of weak_train, or on a bootstrap resample of it."
+    )
+
+    @property
+    def label(self) -> str:
+        """How results name this model: its model string, plus its seed/subset when they differ."""
+        parts = [self.model]
+        if self.seed is not None:
+            parts.append(f"seed={self.seed}")
+        if self.subset != "full":
+            parts.append(self.subset)
+        return " ".join(parts)
 
 
 class ProbeTrainConfig(_Strict):
@@ -101,7 +117,10 @@ class MethodSpec(_Strict):
 
 class ExperimentConfig(_Strict):
     task: TaskConfig = Field(default_factory=TaskConfig)
-    weak: ModelConfig = Field(default_factory=lambda: ModelConfig(model="smollm2-135m"))
+    weak: ModelConfig | list[ModelConfig] = Field(
+        default_factory=lambda: ModelConfig(model="smollm2-135m"),
+        description="The weak supervisor, or a list of them (an ensemble; Cui et al. 2024).",
+    )
     strong: ModelConfig = Field(default_factory=lambda: ModelConfig(model="gemma3-270m"))
     methods: list[MethodSpec] = Field(
         default_factory=lambda: [MethodSpec(name="xent"), MethodSpec(name="logconf")],
@@ -128,6 +147,21 @@ class ExperimentConfig(_Strict):
             else:
                 specs.append(item)
         return specs
+
+    @property
+    def weak_members(self) -> list[ModelConfig]:
+        return self.weak if isinstance(self.weak, list) else [self.weak]
+
+    @model_validator(mode="after")
+    def _models_fit_their_roles(self) -> ExperimentConfig:
+        if isinstance(self.weak, list) and not self.weak:
+            raise ValueError("weak: list at least one weak model")
+        if self.strong.model == "tfidf":
+            raise ValueError("strong.model: tfidf is a weak-member baseline, not a strong student")
+        labels = [m.label for m in self.weak_members]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"weak: duplicate members {labels}; give them different seeds or subsets")
+        return self
 
     @model_validator(mode="after")
     def _methods_exist(self) -> ExperimentConfig:
@@ -213,10 +247,12 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         if not isinstance(raw, dict):
             raise WeakliftError(f"config file {path} must hold a mapping of keys", "see configs/default.yaml")
     raw = _deep_merge(raw, parse_overrides(overrides or []))
-    # `weak=smollm2-135m` is shorthand for `weak.model=smollm2-135m`.
+    # `weak=smollm2-135m` is shorthand for `weak.model=smollm2-135m`; lists may hold bare names too.
     for side in ("weak", "strong"):
         if isinstance(raw.get(side), str):
             raw[side] = {"model": raw[side]}
+        if isinstance(raw.get(side), list):
+            raw[side] = [{"model": m} if isinstance(m, str) else m for m in raw[side]]
     for side in ("weak", "strong"):
         if isinstance(raw.get(side), dict) and "model" not in raw[side]:
             raw[side] = {"model": ExperimentConfig.model_fields[side].default_factory().model, **raw[side]}

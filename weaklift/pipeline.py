@@ -1,6 +1,6 @@
 """``run_experiment(config) -> Results``: the weak-to-strong graph, top to bottom.
 
-    task → splits → weak model on GT(weak_train) → weak labels on transfer/val/test
+    task → splits → each weak member on GT(weak_train) → its soft labels on transfer/val/test
                   → ceiling: strong on GT(transfer)
                   → one student per method: strong on weak labels(transfer), selected on weak labels(val)
                   → evaluation on test → results.json
@@ -13,7 +13,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weaklift.config import ExperimentConfig
+import numpy as np
+
+from weaklift.config import ExperimentConfig, ModelConfig
+from weaklift.methods import METHODS
+from weaklift.models.tfidf import TFIDF_MODEL
 from weaklift.models.loading import model_fingerprint
 from weaklift.stages import (
     StageContext,
@@ -21,10 +25,11 @@ from weaklift.stages import (
     evaluation_stage,
     one_hot,
     splits_stage,
+    tfidf_member_stages,
     train_stage,
     weak_labels_stage,
 )
-from weaklift.store import ArtifactStore, stable_hash, write_json_atomic
+from weaklift.store import Artifact, ArtifactStore, stable_hash, write_json_atomic
 from weaklift.tasks import load_task
 
 log = logging.getLogger("weaklift")
@@ -42,8 +47,9 @@ class Results:
 
 
 def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) -> Results:
-    for side in (cfg.weak, cfg.strong):
-        model_fingerprint(side.model)  # an unknown model fails here, before any work
+    for side in (*cfg.weak_members, cfg.strong):
+        if side.model != TFIDF_MODEL:
+            model_fingerprint(side.model)  # an unknown model fails here, before any work
     data = load_task(cfg.task, cfg.seed)
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     ctx = StageContext(store=store, data=data, cfg=cfg)
@@ -52,20 +58,11 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
     # 1. Disjoint splits of the task's examples.
     splits_stage(ctx)
 
-    # 2. The weak supervisor learns ground truth on weak_train, then labels transfer, val and test.
-    weak_model = train_stage(
-        ctx,
-        TrainRequest(
-            stage="weak_model",
-            model_cfg=cfg.weak,
-            train_split="weak_train",
-            targets=one_hot(ctx.labels("weak_train"), k),
-            val_labels=ctx.labels("val"),
-            targets_key=ctx.splits_key,
-        ),
-    )
-    weak_labels = weak_labels_stage(ctx, weak_model, cfg.weak)
-    weak_probs = weak_labels.arrays()
+    # 2. Each weak supervisor learns ground truth on weak_train, then labels transfer, val and test.
+    #    Members are cached one by one, so adding a member reuses the others.
+    members = {member.label: weak_member_labels(ctx, member) for member in cfg.weak_members}
+    member_probs = {split: np.stack([m.arrays()[split] for m in members.values()], axis=1) for split in ("transfer", "val")}
+    members_key = stable_hash(sorted(m.key for m in members.values()))
 
     # 3. The strong ceiling learns ground truth on the transfer split.
     ceiling = train_stage(
@@ -81,27 +78,47 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
         ),
     )
 
-    # 4. One strong student per method, on weak labels only (selection included).
-    students = {
-        spec.label: train_stage(
+    # 4. One strong student per method, on weak labels only (selection included): multi-weak methods
+    #    see every member's labels (N, M, K); the others see the members' mean (N, K).
+    students = {}
+    for spec in cfg.methods:
+        multi = METHODS[spec.name].multi_weak
+        targets = member_probs["transfer"] if multi else member_probs["transfer"].mean(axis=1)
+        students[spec.label] = train_stage(
             ctx,
             TrainRequest(
                 stage="student",
                 model_cfg=cfg.strong,
                 train_split="transfer",
-                targets=weak_probs["transfer"],
-                val_labels=weak_probs["val"].argmax(1),
-                targets_key=weak_labels.key,
+                targets=targets,
+                val_labels=member_probs["val"].mean(axis=1).argmax(1),
+                targets_key=members_key,
                 method=spec,
                 predict_splits=("test",),
             ),
         )
-        for spec in cfg.methods
-    }
 
     # 5. Evaluate everything on test; PGR with bootstrap CIs.
-    metrics = evaluation_stage(ctx, weak_labels, ceiling, students).json("metrics")
+    metrics = evaluation_stage(ctx, members, ceiling, students).json("metrics")
     return _write_results(cfg, data.name, metrics, data.label_names)
+
+
+def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
+    """Train one weak member on GT(weak_train) and return its soft labels on transfer/val/test."""
+    if member.model == TFIDF_MODEL:
+        return tfidf_member_stages(ctx, member)[1]
+    weak_model = train_stage(
+        ctx,
+        TrainRequest(
+            stage="weak_model",
+            model_cfg=member,
+            train_split="weak_train",
+            targets=one_hot(ctx.labels("weak_train"), ctx.data.num_classes),
+            val_labels=ctx.labels("val"),
+            targets_key=ctx.splits_key,
+        ),
+    )
+    return weak_labels_stage(ctx, weak_model, member)
 
 
 def _write_results(cfg: ExperimentConfig, task_name: str, metrics: dict, label_names: list[str]) -> Results:
@@ -110,9 +127,12 @@ def _write_results(cfg: ExperimentConfig, task_name: str, metrics: dict, label_n
         "weak": metrics["weak"],
         "ceiling": metrics["ceiling"],
         "students": metrics["students"],
+        "weak_members": metrics["weak_members"],
+        "ensemble": metrics["ensemble"],
+        "best_member": metrics["best_member"],
         "num_test": metrics["num_test"],
         "label_names": label_names,
-        "models": {"weak": cfg.weak.model, "strong": cfg.strong.model},
+        "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},
         "config": cfg.model_dump(mode="json"),
     }
     run_dir = Path(cfg.output_dir) / "runs" / f"{task_name}-{stable_hash(cfg.model_dump(mode='json'), 10)}"

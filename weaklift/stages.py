@@ -27,8 +27,9 @@ from weaklift.models.loading import load_backbone, model_fingerprint
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
 from weaklift.store import Artifact, ArtifactStore, save_arrays, save_json
 from weaklift.tasks.base import ClassificationData
-from weaklift.training.batches import FeatureBatcher, TokenBatcher
-from weaklift.training.classifier import LoopConfig, predict_proba, train_classifier
+from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
+from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
+from weaklift.training.classifier import LoopConfig, predict_proba, predict_uncertainty, train_classifier
 
 log = logging.getLogger("weaklift")
 
@@ -36,7 +37,7 @@ SPLITS_VERSION = 1
 FEATURES_VERSION = 1
 TRAIN_VERSION = 2
 LABELS_VERSION = 1
-EVAL_VERSION = 1
+EVAL_VERSION = 2
 
 
 @dataclass
@@ -144,7 +145,7 @@ def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
         lr=mode_cfg.lr,
         weight_decay=mode_cfg.weight_decay,
         select_best=ctx.cfg.train.select_best,
-        seed=ctx.cfg.seed,
+        seed=ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed,
     )
 
 
@@ -155,6 +156,7 @@ def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
         "pooling": model_cfg.pooling,
         "max_length": model_cfg.max_length,
         "loop": _loop_config(ctx, model_cfg).__dict__,
+        "subset": model_cfg.subset,
         "num_classes": ctx.data.num_classes,
     }
     if model_cfg.mode == "lora":
@@ -210,10 +212,11 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
         name = req.method.label if req.method else req.stage
         source = f"weak labels, method {name}" if req.method else f"ground truth of {req.train_split}"
         log.info("training %s %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, source)
+        rows = training_rows(len(req.targets), req.model_cfg.subset, loop.seed)
         history = train_classifier(
             model,
-            inputs.batcher(req.train_split),
-            req.targets,
+            SubsetBatcher(inputs.batcher(req.train_split), rows),
+            req.targets[rows],
             method,
             loop,
             val_data=inputs.batcher("val"),
@@ -222,11 +225,45 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
         )
         save_trainable(model, out / "weights.safetensors")
         predictions = {s: predict_proba(model, inputs.batcher(s), method) for s in req.predict_splits}
+        if hasattr(method, "uncertainty"):  # evidential students: K/S per example
+            for s in req.predict_splits:
+                predictions[f"{s}_uncertainty"] = predict_uncertainty(model, inputs.batcher(s), method)
         if predictions:
             save_arrays(out, predictions, name="predictions")
         return {"history": history.__dict__}
 
     return ctx.store.get_or_compute(req.stage, TRAIN_VERSION, params, upstream, compute)
+
+
+def training_rows(n: int, subset: str, seed: int) -> np.ndarray:
+    """All rows, or a bootstrap resample (with replacement) seeded by the model's own seed."""
+    if subset == "bootstrap":
+        return np.sort(np.random.default_rng(seed).integers(0, n, size=n))
+    return np.arange(n)
+
+
+def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifact, Artifact]:
+    """The non-neural weak member: fit TF-IDF + logistic regression on GT(weak_train), label the rest."""
+    seed = ctx.cfg.seed if member.seed is None else member.seed
+    params = {"model": TFIDF_MODEL, "subset": member.subset, "seed": seed, "num_classes": ctx.data.num_classes}
+
+    def fit(out: Path) -> dict:
+        rows = training_rows(len(ctx.splits["weak_train"]), member.subset, seed)
+        texts = ctx.texts("weak_train")
+        log.info("training weak_model tfidf on ground truth of weak_train")
+        model = TfidfClassifier(num_classes=ctx.data.num_classes, seed=seed)
+        model.fit([texts[i] for i in rows], ctx.labels("weak_train")[rows]).save(out)
+        return {}
+
+    weak_model = ctx.store.get_or_compute("weak_model", TRAIN_VERSION, params, {"splits": ctx.splits_key}, fit)
+
+    def label(out: Path) -> dict:
+        model = TfidfClassifier.load(weak_model.path, ctx.data.num_classes)
+        save_arrays(out, {s: model.predict_proba(ctx.texts(s)) for s in ("transfer", "val", "test")})
+        return {}
+
+    labels = ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, {"weak_model": weak_model.key}, label)
+    return weak_model, labels
 
 
 def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelConfig) -> Artifact:
@@ -248,39 +285,84 @@ def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelC
 
 
 def evaluation_stage(
-    ctx: StageContext, weak_labels: Artifact, ceiling: Artifact, students: dict[str, Artifact]
+    ctx: StageContext, members: dict[str, Artifact], ceiling: Artifact, students: dict[str, Artifact]
 ) -> Artifact:
-    """Accuracy/AUROC for weak, ceiling and students; PGR with a bootstrap CI; agreement."""
+    """Accuracy/AUROC/ECE for every weak member, the ensemble, the ceiling and each student;
+    PGR with a bootstrap CI (from the ensemble and, with several members, from the best member)."""
     params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed, "students": sorted(students)}
     upstream = {
         "splits": ctx.splits_key,
-        "weak_labels": weak_labels.key,
+        **{f"weak_labels/{label}": art.key for label, art in members.items()},
         "ceiling": ceiling.key,
         **{f"student/{label}": art.key for label, art in students.items()},
     }
 
     def compute(out: Path) -> dict:
         labels = ctx.labels("test")
-        weak_probs = weak_labels.arrays()["test"]
+        member_probs = np.stack([art.arrays()["test"] for art in members.values()], axis=1)  # (N, M, K)
+        weak_probs = member_probs.mean(axis=1)  # the ensemble's mean; the single member when M = 1
+        weak = classification_summary(weak_probs, labels)
+        member_summaries = {
+            label: classification_summary(member_probs[:, m], labels) for m, label in enumerate(members)
+        }
+        best = max(range(len(members)), key=lambda m: member_summaries[list(members)[m]]["accuracy"])
         ceiling_probs = ceiling.arrays("predictions")["test"]
-        weak, ceil = classification_summary(weak_probs, labels), classification_summary(ceiling_probs, labels)
-        weak_correct = weak_probs.argmax(1) == labels
-        ceiling_correct = ceiling_probs.argmax(1) == labels
-        student_results = {}
-        for label, art in students.items():
-            probs = art.arrays("predictions")["test"]
-            summary = classification_summary(probs, labels)
-            lo, hi = pgr_bootstrap_ci(
-                weak_correct, probs.argmax(1) == labels, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed
-            )
-            student_results[label] = {
-                **summary,
-                "pgr": pgr(summary["accuracy"], weak["accuracy"], ceil["accuracy"]),
-                "pgr_ci": [lo, hi],
-                "agreement": agreement(probs, weak_probs),
-            }
-        metrics = {"num_test": int(len(labels)), "weak": weak, "ceiling": ceil, "students": student_results}
+        ceil = classification_summary(ceiling_probs, labels)
+        references = {"": weak_probs}
+        if len(members) > 1:
+            references["_best_member"] = member_probs[:, best]
+        student_results = {
+            label: _student_metrics(ctx, art.arrays("predictions"), labels, references, ceiling_probs, weak_probs)
+            for label, art in students.items()
+        }
+        metrics = {
+            "num_test": int(len(labels)),
+            "weak": weak,
+            "weak_members": member_summaries,
+            "ensemble": _ensemble_metrics(member_probs, labels) if len(members) > 1 else {},
+            "best_member": list(members)[best],
+            "ceiling": ceil,
+            "students": student_results,
+        }
         save_json(out, "metrics", metrics)
         return {}
 
     return ctx.store.get_or_compute("evaluation", EVAL_VERSION, params, upstream, compute)
+
+
+def _ensemble_metrics(member_probs: np.ndarray, labels: np.ndarray) -> dict:
+    """Accuracy/AUROC of each way of combining the members into one label."""
+    from weaklift.methods.ensemble import combine
+
+    stacked = torch.as_tensor(member_probs)
+    return {
+        how: classification_summary(combine(stacked, how).numpy(), labels) for how in ("mean", "vote", "logpool")
+    }
+
+
+def _student_metrics(
+    ctx: StageContext,
+    predictions: dict[str, np.ndarray],
+    labels: np.ndarray,
+    references: dict[str, np.ndarray],
+    ceiling_probs: np.ndarray,
+    weak_probs: np.ndarray,
+) -> dict:
+    probs = predictions["test"]
+    correct = probs.argmax(1) == labels
+    ceiling_correct = ceiling_probs.argmax(1) == labels
+    ceiling_accuracy = float(ceiling_correct.mean())
+    result = classification_summary(probs, labels)
+    for suffix, reference in references.items():
+        reference_correct = reference.argmax(1) == labels
+        result[f"pgr{suffix}"] = pgr(result["accuracy"], float(reference_correct.mean()), ceiling_accuracy)
+        result[f"pgr{suffix}_ci"] = list(
+            pgr_bootstrap_ci(reference_correct, correct, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed)
+        )
+    result["agreement"] = agreement(probs, weak_probs)
+    uncertainty = predictions.get("test_uncertainty")
+    if uncertainty is None:  # normalised entropy for softmax students
+        uncertainty = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(probs.shape[1])
+    result["uncertainty_correct"] = float(uncertainty[correct].mean()) if correct.any() else float("nan")
+    result["uncertainty_incorrect"] = float(uncertainty[~correct].mean()) if (~correct).any() else float("nan")
+    return result

@@ -5,8 +5,11 @@ from __future__ import annotations
 from pydantic import ValidationError
 
 from weaklift.methods.base import Method, MethodOptions, soft_cross_entropy
+from weaklift.methods.bayes import Bayes
 from weaklift.methods.hard import Hard
+from weaklift.methods.joint import Joint
 from weaklift.methods.logconf import Logconf
+from weaklift.methods.multi_naive import MultiNaive
 from weaklift.methods.product import Product
 from weaklift.methods.xent import Xent
 
@@ -15,6 +18,9 @@ METHODS: dict[str, type] = {
     "hard": Hard,
     "logconf": Logconf,
     "product": Product,
+    "multi_naive": MultiNaive,
+    "joint": Joint,
+    "bayes": Bayes,
 }
 
 

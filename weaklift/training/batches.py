@@ -47,3 +47,16 @@ class TokenBatcher:
             input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
             attention_mask[i, : len(seq)] = 1
         return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
+
+
+class SubsetBatcher:
+    """A view of another batcher's rows (e.g. a bootstrap resample, repeats allowed)."""
+
+    def __init__(self, base: Batcher, rows: np.ndarray):
+        self.base, self.rows = base, np.asarray(rows)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
+        return self.base.batch(self.rows[rows], device)

@@ -142,3 +142,15 @@ def predict_proba(model: nn.Module, data: Batcher, method: Method | None = None,
     out = [to_probs(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)]
     model.train(was_training)
     return torch.cat(out).numpy()
+
+
+@torch.no_grad()
+def predict_uncertainty(model: nn.Module, data: Batcher, method: Method, batch_size: int = 64) -> np.ndarray:
+    """The method's per-example uncertainty (N,), e.g. K/S for an evidential (Dirichlet) head."""
+    was_training = model.training
+    model.eval()
+    device = next(model.parameters()).device
+    rows = np.arange(len(data))
+    out = [method.uncertainty(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)]
+    model.train(was_training)
+    return torch.cat(out).numpy()

@@ -1,0 +1,67 @@
+"""Ensembles of weak supervisors end to end (Cui et al. 2024): members cached one by one, metrics."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.feature_extraction.text import TfidfVectorizer
+from sklearn.linear_model import LogisticRegression
+
+from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
+from weaklift.config import load_config
+from weaklift.models.tfidf import TfidfClassifier
+from weaklift.pipeline import run_experiment
+from weaklift.store import ArtifactStore
+
+TEXTS = ["good film", "bad film", "great plot", "awful plot", "good actors", "dull story"] * 5
+LABELS = np.array([1, 0, 1, 0, 1, 0] * 5)
+
+
+def test_tfidf_member_matches_sklearn_and_survives_save_load(tmp_path):
+    model = TfidfClassifier(num_classes=2).fit(TEXTS, LABELS)
+    queries = ["good story", "awful film", "unseen words"]
+    vectorizer = TfidfVectorizer(ngram_range=(1, 2), min_df=1, sublinear_tf=True).fit(TEXTS)
+    reference = LogisticRegression(max_iter=2000).fit(vectorizer.transform(TEXTS), LABELS)
+    assert np.allclose(model.predict_proba(queries), reference.predict_proba(vectorizer.transform(queries)), atol=1e-5)
+    model.save(tmp_path)
+    assert not list(tmp_path.glob("*.pkl"))
+    assert np.allclose(TfidfClassifier.load(tmp_path, 2).predict_proba(queries), model.predict_proba(queries))
+
+
+def _members(workdir, n):  # noqa: F811
+    all_members = [
+        "{model: tfidf}",
+        f"{{model: {workdir['weak']}}}",
+        f"{{model: {workdir['weak']}, seed: 7, subset: bootstrap}}",
+    ]
+    return "weak=[" + ", ".join(all_members[:n]) + "]"
+
+
+def test_members_are_cached_independently(workdir, tmp_path):  # noqa: F811
+    two = load_config(None, _overrides(workdir, tmp_path, _members(workdir, 2), "methods=[xent]"))
+    run_experiment(two, ArtifactStore(tmp_path / "artifacts"))
+    three = load_config(None, _overrides(workdir, tmp_path, _members(workdir, 3), "methods=[xent]"))
+    store = ArtifactStore(tmp_path / "artifacts")
+    results = run_experiment(three, store)
+    assert store.executions["weak_model"] == 1  # only the new member trains
+    assert store.executions["weak_labels"] == 1
+    assert store.executions.get("ceiling", 0) == 0
+    assert len(results["weak_members"]) == 3
+
+
+def test_mixed_family_ensemble_end_to_end(workdir, tmp_path):  # noqa: F811
+    methods = "methods=[xent, multi_naive, joint, bayes]"
+    cfg = load_config(None, _overrides(workdir, tmp_path, _members(workdir, 3), methods))
+    results = run_experiment(cfg, ArtifactStore(tmp_path / "artifacts")).data
+    assert len(results["weak_members"]) == 3 and set(results["ensemble"]) == {"mean", "vote", "logpool"}
+    assert results["best_member"] in results["weak_members"]
+    best = results["weak_members"][results["best_member"]]["accuracy"]
+    assert best == max(m["accuracy"] for m in results["weak_members"].values())
+    ceiling = results["ceiling"]["accuracy"]
+    for label, student in results["students"].items():
+        for key in ("pgr_ci", "pgr_best_member_ci", "uncertainty_correct", "uncertainty_incorrect", "ece"):
+            assert key in student, (label, key)
+        if ceiling != best:
+            assert student["pgr_best_member"] == pytest.approx((student["accuracy"] - best) / (ceiling - best))
+    bayes = results["students"]["bayes"]
+    assert 0 < bayes["uncertainty_correct"] <= 1  # K/S of a Dirichlet lies in (0, 1]

@@ -1,0 +1,94 @@
+"""Multi-weak naive finetuning (Cui et al. 2024): a weighted sum of soft cross-entropies, one per member.
+
+loss_i = Σ_m w_m · CE(p_m,i, softmax(z_i)), averaged over examples with optional per-example
+weights. By linearity this equals cross-entropy against the weighted mean of the members; the
+per-member form is kept because it is how the paper states the baseline.
+
+Member weights that depend on the batch ("dynamic") and the normalisation of example weights are
+computed over the whole optimizer batch (``batch_context``), so gradient accumulation changes nothing.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+import torch
+from pydantic import Field, field_validator
+
+from weaklift.methods.base import BaseMethod, MethodOptions
+from weaklift.methods.ensemble import (
+    Weighting,
+    check_members,
+    dynamic_member_weights,
+    example_weights,
+    normalise_weights,
+    pack_batch_stats,
+    unpack_batch_stats,
+)
+
+
+class MultiNaiveOptions(MethodOptions):
+    weights: Literal["uniform", "dynamic"] | list[Annotated[float, Field(ge=0)]] = Field(
+        "uniform",
+        description="Member weights: uniform; dynamic (softmax of mean confidence / temperature); "
+        "or one non-negative number per weak member, rescaled to sum 1.",
+    )
+    temperature: float = Field(
+        1.0, gt=0, description="Softmax temperature for dynamic weights; lower favours the surest member."
+    )
+    weighting: Weighting = Field(
+        "none", description="Per-example weights from member agreement: none, entropy or dirichlet."
+    )
+
+    @field_validator("weights")
+    @classmethod
+    def _positive_total(cls, value):
+        if isinstance(value, list) and (not value or sum(value) <= 0):
+            raise ValueError("a weight list needs at least one positive entry")
+        return value
+
+
+class MultiNaive(BaseMethod):
+    name = "multi_naive"
+    paper = "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation (multi-weak naive baseline)"
+    Options = MultiNaiveOptions
+    multi_weak = True
+
+    def __init__(self, options: MultiNaiveOptions | None = None):
+        super().__init__(options)
+        # batch-level statistics only when a weight depends on the batch
+        self.needs_batch_context = self.options.weights == "dynamic" or self.options.weighting != "none"
+
+    def member_weights(self, member_probs: torch.Tensor) -> torch.Tensor:
+        """Weights (M,) summing to 1 for the members in ``member_probs`` (B, M, K)."""
+        num_members = member_probs.shape[1]
+        weights = self.options.weights
+        if weights == "uniform":
+            return torch.full((num_members,), 1.0 / num_members, device=member_probs.device)
+        if weights == "dynamic":
+            return dynamic_member_weights(member_probs, self.options.temperature)
+        if len(weights) != num_members:
+            raise ValueError(
+                f"methods.*.weights (method {self.name}): {len(weights)} weights given but the weak "
+                f"ensemble has {num_members} members; list one weight per weak model"
+            )
+        return normalise_weights(weights).to(member_probs.device)
+
+    def _batch_stats(self, member_probs: torch.Tensor) -> torch.Tensor:
+        ex_w = example_weights(member_probs, self.options.weighting)  # (B,)
+        return pack_batch_stats(ex_w, self.member_weights(member_probs))  # (B, 1 + M)
+
+    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+        if not self.needs_batch_context:
+            return None
+        check_members(weak_probs, self.name)
+        return self._batch_stats(weak_probs)
+
+    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context: torch.Tensor | None) -> torch.Tensor:
+        check_members(weak_probs, self.name)
+        if context is None:  # the micro-batch is the batch
+            context = self._batch_stats(weak_probs)
+        ex_w, member_w, _ = unpack_batch_stats(context, weak_probs.shape[1])
+        log_q = torch.log_softmax(logits.float(), dim=-1)  # (b, K)
+        per_example = -torch.einsum("bmk,m,bk->b", weak_probs.float(), member_w, log_q)  # (b,)
+        return (ex_w * per_example).mean()
