@@ -165,7 +165,8 @@ def test_every_method_contract(name):
     for k in (2, 3):
         torch.manual_seed(k)
         logits = torch.randn(8, k, requires_grad=True)
-        weak = torch.softmax(torch.randn(8, k), -1)
+        weak_shape = (8, 3, k) if method.multi_weak else (8, k)  # multi-weak: 3 members
+        weak = torch.softmax(torch.randn(*weak_shape), -1)
         context = method.batch_context(torch.softmax(logits.detach(), -1), weak, 0.5)
         loss = method.loss(logits, weak, 0.5, context)
         assert loss.ndim == 0 and torch.isfinite(loss)

@@ -122,6 +122,11 @@ class ExperimentConfig(_Strict):
         description="The weak supervisor, or a list of them (an ensemble; Cui et al. 2024).",
     )
     strong: ModelConfig = Field(default_factory=lambda: ModelConfig(model="gemma3-270m"))
+    ladder: list[ModelConfig] | None = Field(
+        None,
+        description="Bootstrapping [m0, m1, ..., mk]: m0 is the weak supervisor, mk the strong student; "
+        "each rung learns the previous rung's labels on transfer (Burns et al. 2023, sec. 4.3.1).",
+    )
     methods: list[MethodSpec] = Field(
         default_factory=lambda: [MethodSpec(name="xent"), MethodSpec(name="logconf")],
         description="Methods to train one student each: names or {name: ..., <option>: ...}.",
@@ -147,6 +152,18 @@ class ExperimentConfig(_Strict):
             else:
                 specs.append(item)
         return specs
+
+    @model_validator(mode="before")
+    @classmethod
+    def _ladder_sets_weak_and_strong(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict) or not raw.get("ladder"):
+            return raw
+        ladder = [{"model": m} if isinstance(m, str) else m for m in raw["ladder"]]
+        if len(ladder) < 3:
+            raise ValueError("ladder: list at least three models [weak, intermediate..., strong]")
+        if "weak" in raw or "strong" in raw:
+            raise ValueError("ladder: set either ladder or weak/strong; the ladder's ends are weak and strong")
+        return {**raw, "ladder": ladder, "weak": ladder[0], "strong": ladder[-1]}
 
     @property
     def weak_members(self) -> list[ModelConfig]:

@@ -15,14 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from weaklift.config import ExperimentConfig, ModelConfig
+from weaklift.config import ExperimentConfig, MethodSpec, ModelConfig
 from weaklift.methods import METHODS
-from weaklift.models.tfidf import TFIDF_MODEL
 from weaklift.models.loading import model_fingerprint
+from weaklift.models.tfidf import TFIDF_MODEL
 from weaklift.stages import (
     StageContext,
     TrainRequest,
     evaluation_stage,
+    ladder_evaluation_stage,
     one_hot,
     splits_stage,
     tfidf_member_stages,
@@ -98,9 +99,36 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
             ),
         )
 
-    # 5. Evaluate everything on test; PGR with bootstrap CIs.
+    # 5. Bootstrapping (optional): m1 learns m0's labels, m2 learns m1's, ... up to the strong model.
+    ladders = {spec.label: run_ladder(ctx, spec, next(iter(members.values()))) for spec in cfg.methods} if cfg.ladder else {}
+
+    # 6. Evaluate everything on test; PGR with bootstrap CIs.
     metrics = evaluation_stage(ctx, members, ceiling, students).json("metrics")
+    if ladders:
+        metrics["ladder"] = ladder_evaluation_stage(ctx, members, ceiling, students, ladders).json("ladder")
     return _write_results(cfg, data.name, metrics, data.label_names)
+
+
+def run_ladder(ctx: StageContext, spec: MethodSpec, weak_labels: Artifact) -> list[Artifact]:
+    """Rungs 1..k of the ladder; each is trained on the previous rung's soft labels of transfer."""
+    rungs, previous = [], weak_labels
+    for rung_cfg in ctx.cfg.ladder[1:]:
+        labels = previous.arrays() if previous is weak_labels else previous.arrays("predictions")
+        previous = train_stage(
+            ctx,
+            TrainRequest(
+                stage="rung",
+                model_cfg=rung_cfg,
+                train_split="transfer",
+                targets=labels["transfer"],
+                val_labels=labels["val"].argmax(1),
+                targets_key=previous.key,
+                method=spec,
+                predict_splits=("transfer", "val", "test"),
+            ),
+        )
+        rungs.append(previous)
+    return rungs
 
 
 def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
@@ -130,6 +158,7 @@ def _write_results(cfg: ExperimentConfig, task_name: str, metrics: dict, label_n
         "weak_members": metrics["weak_members"],
         "ensemble": metrics["ensemble"],
         "best_member": metrics["best_member"],
+        "ladder": metrics.get("ladder", {}),
         "num_test": metrics["num_test"],
         "label_names": label_names,
         "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},

@@ -36,6 +36,11 @@ def results_table(results: dict[str, Any]) -> str:
         for label, student in results["students"].items():
             ci = student["pgr_best_member_ci"]
             rows.append(f"  student {label:<22} pgr {_fmt(student['pgr_best_member'], 2)}  [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]")
+    for label, ladder in results.get("ladder", {}).items():
+        rows.append(f"\nBootstrapping ladder, method {label} (PGR against the weak supervisor and strong ceiling):")
+        for rung in ladder["rungs"]:
+            rows.append(_row(f"  rung {rung['model']}", rung))
+        rows.append(_row("  direct weak → strong", ladder["direct"]))
     return "\n".join(rows)
 
 

@@ -24,12 +24,17 @@ from weaklift.models.classifier import (
 )
 from weaklift.models.features import extract_features
 from weaklift.models.loading import load_backbone, model_fingerprint
-from weaklift.splits import SPLIT_NAMES, Splits, make_splits
-from weaklift.store import Artifact, ArtifactStore, save_arrays, save_json
-from weaklift.tasks.base import ClassificationData
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
+from weaklift.splits import SPLIT_NAMES, Splits, make_splits
+from weaklift.store import Artifact, ArtifactStore, save_arrays, save_json, stable_hash
+from weaklift.tasks.base import ClassificationData
 from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
-from weaklift.training.classifier import LoopConfig, predict_proba, predict_uncertainty, train_classifier
+from weaklift.training.classifier import (
+    LoopConfig,
+    predict_proba,
+    predict_uncertainty,
+    train_classifier,
+)
 
 log = logging.getLogger("weaklift")
 
@@ -328,6 +333,53 @@ def evaluation_stage(
         return {}
 
     return ctx.store.get_or_compute("evaluation", EVAL_VERSION, params, upstream, compute)
+
+
+def ladder_evaluation_stage(
+    ctx: StageContext,
+    members: dict[str, Artifact],
+    ceiling: Artifact,
+    students: dict[str, Artifact],
+    ladders: dict[str, list[Artifact]],
+) -> Artifact:
+    """Per method: every rung's test metrics and PGR, and the direct weak → strong student beside them."""
+    upstream = {
+        "evaluation_inputs": stable_hash([a.key for a in (*members.values(), ceiling, *students.values())]),
+        **{f"ladder/{label}": stable_hash([r.key for r in rungs]) for label, rungs in ladders.items()},
+    }
+    params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed}
+
+    def compute(out: Path) -> dict:
+        labels = ctx.labels("test")
+        weak_probs = np.stack([a.arrays()["test"] for a in members.values()], axis=1).mean(axis=1)
+        weak_correct = weak_probs.argmax(1) == labels
+        ceiling_correct = ceiling.arrays("predictions")["test"].argmax(1) == labels
+        result = {}
+        for label, rungs in ladders.items():
+            rows = []
+            for rung_cfg, rung in zip(ctx.cfg.ladder[1:], rungs, strict=True):
+                probs = rung.arrays("predictions")["test"]
+                correct = probs.argmax(1) == labels
+                summary = classification_summary(probs, labels)
+                rows.append({
+                    "model": rung_cfg.label,
+                    **summary,
+                    "pgr": pgr(summary["accuracy"], float(weak_correct.mean()), float(ceiling_correct.mean())),
+                    "pgr_ci": list(pgr_bootstrap_ci(weak_correct, correct, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed)),
+                })
+            direct = students[label].arrays("predictions")["test"]
+            direct_summary = classification_summary(direct, labels)
+            result[label] = {
+                "rungs": rows,
+                "direct": {
+                    **direct_summary,
+                    "pgr": pgr(direct_summary["accuracy"], float(weak_correct.mean()), float(ceiling_correct.mean())),
+                },
+            }
+        save_json(out, "ladder", result)
+        return {}
+
+    return ctx.store.get_or_compute("ladder_evaluation", EVAL_VERSION, params, upstream, compute)
 
 
 def _ensemble_metrics(member_probs: np.ndarray, labels: np.ndarray) -> dict:
