@@ -1,4 +1,4 @@
-"""Multi-weak methods (Cui et al. 2024): combinations, agreement weights, evidential loss, by hand."""
+"""Multi-weak methods (Cui et al. 2024): combinations, agreement weights, evidential loss."""
 
 from __future__ import annotations
 
@@ -133,7 +133,9 @@ def test_multi_naive_fixed_weights_are_normalised_and_checked():
     torch.manual_seed(2)
     logits, members = torch.randn(4, 2), torch.softmax(torch.randn(4, 2, 2), -1)
     loss, _ = _grad(MultiNaive(MultiNaiveOptions(weights=[1.0, 3.0])), logits, members)
-    expected = 0.25 * soft_cross_entropy(logits, members[:, 0]) + 0.75 * soft_cross_entropy(logits, members[:, 1])
+    expected = 0.25 * soft_cross_entropy(logits, members[:, 0]) + 0.75 * soft_cross_entropy(
+        logits, members[:, 1]
+    )
     assert loss == pytest.approx(float(expected), abs=1e-6)
     wrong = MultiNaive(MultiNaiveOptions(weights=[1.0, 1.0, 1.0]))
     with pytest.raises(ValueError, match=r"methods\.\*\.weights.*3 weights.*2 members"):
@@ -167,17 +169,23 @@ def test_joint_logconf_target_by_hand():
 def test_joint_logconf_context_sliced_into_micro_batches_equals_whole_batch():
     torch.manual_seed(4)
     logits, members = torch.randn(8, 3), torch.softmax(torch.randn(8, 3, 3) * 2, -1)
-    method = Joint(JointOptions(base="logconf", combine="logpool", weighting="dirichlet", warmup=0.0))
+    method = Joint(
+        JointOptions(base="logconf", combine="logpool", weighting="dirichlet", warmup=0.0)
+    )
     whole_loss, whole_grad = _grad(method, logits, members, progress=0.5)
     context = method.batch_context(torch.softmax(logits, -1), members, 0.5)  # (8, 1 + M + K)
     assert context.shape == (8, 1 + 3 + 3)
     z = logits.clone().requires_grad_(True)
-    split = sum(method.loss(z[i : i + 4], members[i : i + 4], 0.5, context[i : i + 4]) / 2 for i in (0, 4))
+    split = sum(
+        method.loss(z[i : i + 4], members[i : i + 4], 0.5, context[i : i + 4]) / 2 for i in (0, 4)
+    )
     split.backward()
     assert float(split.detach()) == pytest.approx(whole_loss, abs=1e-6)
     assert torch.allclose(z.grad, whole_grad, atol=1e-6)
     # control: each micro-batch on its own (own threshold, pool weights, normalisation) differs
-    alone = sum(float(method.loss(logits[i : i + 4], members[i : i + 4], 0.5, None)) / 2 for i in (0, 4))
+    alone = sum(
+        float(method.loss(logits[i : i + 4], members[i : i + 4], 0.5, None)) / 2 for i in (0, 4)
+    )
     assert alone != pytest.approx(whole_loss, abs=1e-4)
 
 
@@ -189,8 +197,16 @@ def _one_step(micro_size: int, method) -> torch.Tensor:
     optimizer = torch.optim.SGD(head.parameters(), lr=1.0)
     before = head.linear.weight.detach().clone()
     _optimizer_step(
-        head, optimizer, Accelerator(cpu=True), FeatureBatcher(features), members,
-        np.arange(16), micro_size, method, 0.5, torch.device("cpu"),
+        head,
+        optimizer,
+        Accelerator(cpu=True),
+        FeatureBatcher(features),
+        members,
+        np.arange(16),
+        micro_size,
+        method,
+        0.5,
+        torch.device("cpu"),
     )
     return before - head.linear.weight.detach()  # = gradient (SGD, lr 1)
 
@@ -213,11 +229,15 @@ def test_training_step_under_accumulation_equals_unsplit_batch(method):
 
 def test_evidential_log_loss_and_kl_by_hand():
     alpha, y = torch.tensor([[3.0, 1.0]]), torch.tensor([[1.0, 0.0]])
-    assert float(evidential_log_loss(alpha, y)[0]) == pytest.approx(math.log(4) - math.log(3), abs=1e-6)
+    assert float(evidential_log_loss(alpha, y)[0]) == pytest.approx(
+        math.log(4) - math.log(3), abs=1e-6
+    )
     # KL(Dir(1,2) ‖ Dir(1,1)) = lgamma(3) − lgamma(2) − lgamma(1) − lgamma(2) + 1·(ψ(2) − ψ(3))
     by_hand = math.lgamma(3) - 2 * math.lgamma(2) - math.lgamma(1) + (digamma(2) - digamma(3))
     assert by_hand == pytest.approx(math.log(2) - 0.5)  # Beta(1,2): log 2 + E log(1 − x)
-    assert float(kl_to_uniform_dirichlet(torch.tensor([[1.0, 2.0]]))[0]) == pytest.approx(by_hand, abs=1e-6)
+    assert float(kl_to_uniform_dirichlet(torch.tensor([[1.0, 2.0]]))[0]) == pytest.approx(
+        by_hand, abs=1e-6
+    )
     assert float(kl_to_uniform_dirichlet(torch.ones(1, 3))[0]) == pytest.approx(0.0, abs=1e-6)
 
 
@@ -233,8 +253,12 @@ def test_bayes_loss_and_gradient_by_hand():
     method = Bayes(BayesOptions(evidence="relu", lam=2.0, anneal=0.5))
     logits, members = torch.tensor([[2.0, 1.0]]), torch.tensor([[[1.0, 0.0]] * 3])
     kl = math.log(2) - 0.5  # α̃ = (1, 2)
-    assert _grad(method, logits, members, progress=0.0)[0] == pytest.approx(math.log(5 / 3), abs=1e-6)
-    assert _grad(method, logits, members, progress=0.25)[0] == pytest.approx(math.log(5 / 3) + 1.0 * kl, abs=1e-6)
+    assert _grad(method, logits, members, progress=0.0)[0] == pytest.approx(
+        math.log(5 / 3), abs=1e-6
+    )
+    assert _grad(method, logits, members, progress=0.25)[0] == pytest.approx(
+        math.log(5 / 3) + 1.0 * kl, abs=1e-6
+    )
     loss, grad = _grad(method, logits, members, progress=1.0)
     assert loss == pytest.approx(math.log(5 / 3) + 2.0 * kl, abs=1e-6)
     # d/dα0 = 1/S − 1/α0; d/dα1 = 1/S + λ·d/da[log a − 1 + 1/a] at a = 2 = 1/5 + 2·(1/2 − 1/4)
@@ -251,6 +275,10 @@ def test_bayes_probabilities_and_uncertainty():
         alpha = method.dirichlet(logits)
         assert torch.allclose(method.uncertainty(logits), 4 / alpha.sum(-1))
         assert ((method.uncertainty(logits) > 0) & (method.uncertainty(logits) <= 1)).all()
-    huge = Bayes(BayesOptions(evidence="exp")).loss(torch.full((2, 2), 1e3), torch.full((2, 3, 2), 0.5), 1.0, None)
+    huge = Bayes(BayesOptions(evidence="exp")).loss(
+        torch.full((2, 2), 1e3), torch.full((2, 3, 2), 0.5), 1.0, None
+    )
     assert torch.isfinite(huge)
-    assert Bayes(BayesOptions(aux_alpha=0.3)).needs_batch_context and not Bayes().needs_batch_context
+    assert (
+        Bayes(BayesOptions(aux_alpha=0.3)).needs_batch_context and not Bayes().needs_batch_context
+    )

@@ -14,10 +14,12 @@ import numpy as np
 import torch
 
 from weaklift.config import ExperimentConfig, MethodSpec, ModelConfig
+from weaklift.errors import WeakliftError
 from weaklift.methods import Xent, build_method, method_params
 from weaklift.metrics import agreement, classification_summary, pgr, pgr_bootstrap_ci
 from weaklift.models.classifier import (
     LinearHead,
+    PairwiseRewardHead,
     build_backbone_classifier,
     load_trainable,
     save_trainable,
@@ -27,7 +29,7 @@ from weaklift.models.loading import load_backbone, model_fingerprint
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
 from weaklift.store import Artifact, ArtifactStore, save_arrays, save_json, stable_hash
-from weaklift.tasks.base import ClassificationData
+from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
 from weaklift.training.classifier import (
     LoopConfig,
@@ -39,7 +41,7 @@ from weaklift.training.classifier import (
 log = logging.getLogger("weaklift")
 
 SPLITS_VERSION = 1
-FEATURES_VERSION = 1
+FEATURES_VERSION = 2
 TRAIN_VERSION = 2
 LABELS_VERSION = 1
 EVAL_VERSION = 2
@@ -56,15 +58,28 @@ class StageContext:
     splits_key: str = ""
     _backbones: dict = field(default_factory=dict)
 
+    @property
+    def pairwise(self) -> bool:
+        """Preference task: every example is a pair and models are reward models."""
+        return isinstance(self.data, PreferenceData)
+
     def backbone(self, model: str):
         """Load each backbone at most once per run, and only when a stage actually needs it."""
         if model not in self._backbones:
             log.info("loading %s", model)
-            self._backbones[model] = load_backbone(model)
+            loaded = load_backbone(model)
+            loaded.tokenizer.truncation_side = self.data.extra.get("truncation_side", "right")
+            self._backbones[model] = loaded
         return self._backbones[model]
 
     def texts(self, split: str) -> list[str]:
         return [self.data.texts[i] for i in self.splits[split]]
+
+    def texts_b(self, split: str) -> list[str] | None:
+        """The second text of each pair (preference tasks), else None."""
+        if not self.pairwise:
+            return None
+        return [self.data.texts_b[i] for i in self.splits[split]]
 
     def labels(self, split: str) -> np.ndarray:
         return self.data.labels[self.splits[split]]
@@ -105,15 +120,20 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig, split: str) -> Art
 
     def compute(out: Path) -> dict:
         loaded = ctx.backbone(model_cfg.model)
-        features = extract_features(
-            loaded,
-            ctx.texts(split),
-            pooling=_pooling(model_cfg, loaded),
-            max_length=model_cfg.max_length,
-            batch_size=model_cfg.extract_batch_size,
-        )
-        save_arrays(out, {"features": features})
-        return {"shape": list(features.shape)}
+        texts = {"features": ctx.texts(split), "features_b": ctx.texts_b(split)}
+        arrays = {
+            name: extract_features(
+                loaded,
+                split_texts,
+                pooling=_pooling(model_cfg, loaded),
+                max_length=model_cfg.max_length,
+                batch_size=model_cfg.extract_batch_size,
+            )
+            for name, split_texts in texts.items()
+            if split_texts is not None
+        }
+        save_arrays(out, arrays)
+        return {"shape": list(arrays["features"].shape)}
 
     return ctx.store.get_or_compute("features", FEATURES_VERSION, params, {"splits": ctx.splits_key}, compute)
 
@@ -183,19 +203,24 @@ class _Inputs:
 
     def batcher(self, split: str):
         if self.probe:
-            return FeatureBatcher(features_stage(self.ctx, self.model_cfg, split).arrays()["features"])
+            arrays = features_stage(self.ctx, self.model_cfg, split).arrays()
+            return FeatureBatcher(arrays["features"], arrays.get("features_b"))
         loaded = self.ctx.backbone(self.model_cfg.model)
-        return TokenBatcher(loaded.tokenizer, self.ctx.texts(split), self.model_cfg.max_length)
+        return TokenBatcher(loaded.tokenizer, self.ctx.texts(split), self.model_cfg.max_length, self.ctx.texts_b(split))
 
     def new_model(self, seed: int, train_split: str) -> torch.nn.Module:
         torch.manual_seed(seed)
         if self.probe:
-            train_features = torch.as_tensor(features_stage(self.ctx, self.model_cfg, train_split).arrays()["features"])
+            arrays = features_stage(self.ctx, self.model_cfg, train_split).arrays()
+            if self.ctx.pairwise:  # standardise with both sides' features
+                both = torch.as_tensor(np.concatenate([arrays["features"], arrays["features_b"]]))
+                return PairwiseRewardHead(both.shape[1], both)
+            train_features = torch.as_tensor(arrays["features"])
             return LinearHead(train_features.shape[1], self.ctx.data.num_classes, train_features)
         # A fresh copy of the pretrained weights for every finetuned model.
         self.ctx._backbones.pop(self.model_cfg.model, None)
         loaded = self.ctx.backbone(self.model_cfg.model)
-        return build_backbone_classifier(loaded, self.model_cfg, self.ctx.data.num_classes)
+        return build_backbone_classifier(loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise)
 
 
 def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
@@ -249,6 +274,8 @@ def training_rows(n: int, subset: str, seed: int) -> np.ndarray:
 
 def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifact, Artifact]:
     """The non-neural weak member: fit TF-IDF + logistic regression on GT(weak_train), label the rest."""
+    if ctx.pairwise:
+        raise WeakliftError("weak member tfidf scores single texts, not preference pairs", "use a neural weak model")
     seed = ctx.cfg.seed if member.seed is None else member.seed
     params = {"model": TFIDF_MODEL, "subset": member.subset, "seed": seed, "num_classes": ctx.data.num_classes}
 

@@ -35,25 +35,38 @@ EXP_CLAMP = 10.0  # exp evidence clamps logits to ±10 (as in Sensoy et al.'s co
 
 
 class BayesOptions(MethodOptions):
-    lam: float = Field(1.0, ge=0, description="Final weight λ of the KL term that removes unsupported evidence.")
+    lam: float = Field(
+        1.0, ge=0, description="Final weight λ of the KL term that removes unsupported evidence."
+    )
     anneal: float = Field(
         0.5,
         ge=0,
         le=1,
-        description="Fraction of training over which the KL weight ramps from 0 to λ. At full strength "
-        "from the start the KL drives all evidence to zero before the head learns the target "
-        "(Sensoy et al. ramp over 10 epochs; our runs last a few epochs, so a fraction).",
+        description="Fraction of training over which the KL weight ramps from 0 to λ. At full "
+        "strength early, the KL pulls examples the head still gets wrong to the uniform Dirichlet "
+        "before it learns them (Sensoy et al. ramp over 10 epochs); 0.5 suits short runs and "
+        "leaves the second half at full λ.",
     )
-    evidence: Evidence = Field("softplus", description="Map from logits to evidence: softplus, exp (clamped) or relu.")
-    combine: Combine = Field("mean", description="How members become the target y: mean, vote or logpool.")
+    evidence: Evidence = Field(
+        "softplus", description="Map from logits to evidence: softplus, exp (clamped) or relu."
+    )
+    combine: Combine = Field(
+        "mean", description="How members become the target y: mean, vote or logpool."
+    )
     weighting: Weighting = Field(
         "none", description="Per-example weights from member agreement: none, entropy or dirichlet."
     )
     aux_alpha: float = Field(
-        0.0, ge=0, le=1, description="Final weight of the hardened student prediction in the target; 0 = off."
+        0.0,
+        ge=0,
+        le=1,
+        description="Final weight of the hardened student prediction in the target; 0 = off.",
     )
     aux_warmup: float = Field(
-        0.2, ge=0, le=1, description="Fraction of training over which the auxiliary weight rises to aux_alpha."
+        0.2,
+        ge=0,
+        le=1,
+        description="Fraction of training over which the auxiliary weight rises to aux_alpha.",
     )
 
 
@@ -79,8 +92,14 @@ def kl_to_uniform_dirichlet(alpha_tilde: torch.Tensor) -> torch.Tensor:
     """KL(Dir(α̃) ‖ Dir(1, …, 1)) per example, (B,)."""
     num_classes = alpha_tilde.shape[-1]
     total = alpha_tilde.sum(dim=-1)  # (B,)
-    log_norm = torch.lgamma(total) - torch.lgamma(torch.tensor(float(num_classes))) - torch.lgamma(alpha_tilde).sum(-1)
-    digamma_term = ((alpha_tilde - 1) * (torch.digamma(alpha_tilde) - torch.digamma(total)[:, None])).sum(-1)
+    log_norm = (
+        torch.lgamma(total)
+        - torch.lgamma(torch.tensor(float(num_classes)))
+        - torch.lgamma(alpha_tilde).sum(-1)
+    )
+    digamma_term = (
+        (alpha_tilde - 1) * (torch.digamma(alpha_tilde) - torch.digamma(total)[:, None])
+    ).sum(-1)
     return log_norm + digamma_term
 
 
@@ -104,7 +123,9 @@ class Bayes(BaseMethod):
         super().__init__(options)
         o = self.options
         # hardening, the log pool's confidences and the example-weight mean are batch statistics
-        self.needs_batch_context = o.aux_alpha > 0 or o.combine == "logpool" or o.weighting != "none"
+        self.needs_batch_context = (
+            o.aux_alpha > 0 or o.combine == "logpool" or o.weighting != "none"
+        )
 
     def dirichlet(self, logits: torch.Tensor) -> torch.Tensor:
         """Dirichlet parameters α = evidence + 1, (B, K)."""
@@ -128,21 +149,35 @@ class Bayes(BaseMethod):
             hardened = harden_balanced(student_probs.detach().float(), target)  # (B, K)
         return pack_batch_stats(ex_w, member_w, hardened)  # (B, 1 + M [+ K])
 
-    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
         if not self.needs_batch_context:
             return None
         check_members(weak_probs, self.name)
         return self._batch_stats(student_probs, weak_probs)
 
-    def target(self, member_probs: torch.Tensor, member_w: torch.Tensor, hardened: torch.Tensor | None, progress: float) -> torch.Tensor:
-        """The training target (b, K): the combined ensemble, mixed with hardened labels when aux is on."""
+    def target(
+        self,
+        member_probs: torch.Tensor,
+        member_w: torch.Tensor,
+        hardened: torch.Tensor | None,
+        progress: float,
+    ) -> torch.Tensor:
+        """Training target (b, K): combined ensemble, mixed with hardened labels if aux is on."""
         y = combine(member_probs, self.options.combine, member_w)  # (b, K)
         if hardened is None:
             return y
         c = confidence_weight(progress, self.options.aux_alpha, self.options.aux_warmup)
         return (1 - c) * y + c * hardened
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self,
+        logits: torch.Tensor,
+        weak_probs: torch.Tensor,
+        progress: float,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor:
         check_members(weak_probs, self.name)
         if context is None:  # the micro-batch is the batch
             context = self._batch_stats(self.probabilities(logits.detach()), weak_probs)
@@ -151,5 +186,7 @@ class Bayes(BaseMethod):
         alpha = self.dirichlet(logits)  # (b, K)
         alpha_tilde = (alpha - 1) * (1 - y) + 1  # (b, K) evidence the target does not support
         kl_weight = self.options.lam * kl_anneal(progress, self.options.anneal)
-        per_example = evidential_log_loss(alpha, y) + kl_weight * kl_to_uniform_dirichlet(alpha_tilde)
+        per_example = evidential_log_loss(alpha, y) + kl_weight * kl_to_uniform_dirichlet(
+            alpha_tilde
+        )
         return (ex_w * per_example).mean()

@@ -31,7 +31,7 @@ def member_confidence(member_probs: torch.Tensor) -> torch.Tensor:
 
 
 def confidence_member_weights(member_probs: torch.Tensor) -> torch.Tensor:
-    """Member weights (M,) proportional to member confidence, summing to 1 (the log pool's default)."""
+    """Member weights (M,) proportional to confidence, summing to 1 (the log pool's default)."""
     conf = member_confidence(member_probs)  # (M,)
     return conf / conf.sum()
 
@@ -66,7 +66,8 @@ def combine_mean(member_probs: torch.Tensor, member_weights: torch.Tensor) -> to
 def combine_vote(member_probs: torch.Tensor, member_weights: torch.Tensor) -> torch.Tensor:
     """One-hot of the (weighted) most-voted class, (B, K); tied classes share the mass evenly."""
     num_classes = member_probs.shape[-1]
-    ballots = torch.nn.functional.one_hot(member_probs.argmax(dim=-1), num_classes).float()  # (B, M, K)
+    choices = member_probs.argmax(dim=-1)  # (B, M) each member's class
+    ballots = torch.nn.functional.one_hot(choices, num_classes).float()  # (B, M, K)
     votes = torch.einsum("bmk,m->bk", ballots, member_weights)  # (B, K)
     winners = (votes >= votes.amax(dim=-1, keepdim=True) - VOTE_TIE_TOL).float()  # (B, K)
     return winners / winners.sum(dim=-1, keepdim=True)
@@ -83,7 +84,7 @@ def combine(
     how: Combine = "mean",
     member_weights: torch.Tensor | None = None,  # (M,) summing to 1, or None for the default
 ) -> torch.Tensor:
-    """One target distribution (B, K) from the ensemble (weights default per ``default_member_weights``)."""
+    """One target distribution (B, K) from the ensemble; weights default per rule (see above)."""
     if member_weights is None:
         member_weights = default_member_weights(member_probs, how)
     member_weights = member_weights.to(member_probs.device, torch.float32)
@@ -131,13 +132,11 @@ def entropy_confidence(member_probs: torch.Tensor) -> torch.Tensor:
 def _mean_one(raw: torch.Tensor) -> torch.Tensor:
     """Rescale to mean 1 over the batch; an all-zero batch (no confidence anywhere) gets ones."""
     mean = raw.mean()
-    if mean <= 1e-12:
-        return torch.ones_like(raw)
-    return raw / mean
+    return torch.where(mean > 1e-12, raw / mean.clamp_min(1e-12), torch.ones_like(raw))
 
 
 def example_weights(member_probs: torch.Tensor, how: Weighting = "none") -> torch.Tensor:
-    """Per-example weights (B,), mean 1 over the batch: examples the ensemble agrees on count more."""
+    """Per-example weights (B,), mean 1 over the batch: examples the members agree on count more."""
     batch = member_probs.shape[0]
     if how == "none":
         return torch.ones(batch, device=member_probs.device)
@@ -169,7 +168,7 @@ def pack_batch_stats(
 def unpack_batch_stats(
     context: torch.Tensor, num_members: int
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """Inverse of ``pack_batch_stats`` on a slice: example weights (b,), member weights (M,), hardened."""
+    """Inverse of ``pack_batch_stats`` on a slice: example weights (b,), member weights (M,), h."""
     example_w = context[:, 0]  # (b,)
     member_w = context[0, 1 : 1 + num_members]  # (M,), identical on every row
     hardened = context[:, 1 + num_members :] if context.shape[1] > 1 + num_members else None

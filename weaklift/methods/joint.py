@@ -35,10 +35,18 @@ class JointOptions(MethodOptions):
         "mean", description="How members become one target: mean, vote (majority) or logpool."
     )
     base: Literal["xent", "logconf"] = Field(
-        "xent", description="Loss against the combined target: xent, or logconf (auxiliary confidence)."
+        "xent",
+        description="Loss against the combined target: xent, or logconf (auxiliary confidence).",
     )
-    alpha: float = Field(0.5, ge=0, le=1, description="logconf only: final weight of the hardened student labels.")
-    warmup: float = Field(0.2, ge=0, le=1, description="logconf only: fraction of training over which c rises to alpha.")
+    alpha: float = Field(
+        0.5, ge=0, le=1, description="logconf only: final weight of the hardened student labels."
+    )
+    warmup: float = Field(
+        0.2,
+        ge=0,
+        le=1,
+        description="logconf only: fraction of training over which c rises to alpha.",
+    )
     weighting: Weighting = Field(
         "none", description="Per-example weights from member agreement: none, entropy or dirichlet."
     )
@@ -46,7 +54,10 @@ class JointOptions(MethodOptions):
 
 class Joint(BaseMethod):
     name = "joint"
-    paper = "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation (joint ensemble target)"
+    paper = (
+        "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation "
+        "(joint ensemble target)"
+    )
     Options = JointOptions
     multi_weak = True
 
@@ -54,7 +65,9 @@ class Joint(BaseMethod):
         super().__init__(options)
         o = self.options
         # hardening, the log pool's confidences and the example-weight mean are batch statistics
-        self.needs_batch_context = o.base == "logconf" or o.combine == "logpool" or o.weighting != "none"
+        self.needs_batch_context = (
+            o.base == "logconf" or o.combine == "logpool" or o.weighting != "none"
+        )
 
     def _batch_stats(self, student_probs: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
         member_w = default_member_weights(member_probs, self.options.combine)  # (M,)
@@ -65,21 +78,35 @@ class Joint(BaseMethod):
             hardened = harden_balanced(student_probs.detach().float(), target)  # (B, K)
         return pack_batch_stats(ex_w, member_w, hardened)  # (B, 1 + M [+ K])
 
-    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
         if not self.needs_batch_context:
             return None
         check_members(weak_probs, self.name)
         return self._batch_stats(student_probs, weak_probs)
 
-    def target(self, member_probs: torch.Tensor, member_w: torch.Tensor, hardened: torch.Tensor | None, progress: float) -> torch.Tensor:
-        """The training target (b, K): the combined ensemble, mixed with hardened labels for logconf."""
+    def target(
+        self,
+        member_probs: torch.Tensor,
+        member_w: torch.Tensor,
+        hardened: torch.Tensor | None,
+        progress: float,
+    ) -> torch.Tensor:
+        """Training target (b, K): the combined ensemble, mixed with hardened labels for logconf."""
         y = combine(member_probs, self.options.combine, member_w)  # (b, K)
         if hardened is None:
             return y
         c = confidence_weight(progress, self.options.alpha, self.options.warmup)
         return (1 - c) * y + c * hardened
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self,
+        logits: torch.Tensor,
+        weak_probs: torch.Tensor,
+        progress: float,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor:
         check_members(weak_probs, self.name)
         if context is None:  # the micro-batch is the batch
             context = self._batch_stats(self.probabilities(logits.detach()), weak_probs)

@@ -1,11 +1,11 @@
-"""Multi-weak naive finetuning (Cui et al. 2024): a weighted sum of soft cross-entropies, one per member.
+"""Multi-weak naive finetuning (Cui et al. 2024): a weighted sum of per-member soft cross-entropies.
 
 loss_i = Σ_m w_m · CE(p_m,i, softmax(z_i)), averaged over examples with optional per-example
 weights. By linearity this equals cross-entropy against the weighted mean of the members; the
 per-member form is kept because it is how the paper states the baseline.
 
 Member weights that depend on the batch ("dynamic") and the normalisation of example weights are
-computed over the whole optimizer batch (``batch_context``), so gradient accumulation changes nothing.
+computed over the whole optimizer batch (``batch_context``): gradient accumulation changes nothing.
 """
 
 from __future__ import annotations
@@ -34,7 +34,9 @@ class MultiNaiveOptions(MethodOptions):
         "or one non-negative number per weak member, rescaled to sum 1.",
     )
     temperature: float = Field(
-        1.0, gt=0, description="Softmax temperature for dynamic weights; lower favours the surest member."
+        1.0,
+        gt=0,
+        description="Softmax temperature for dynamic weights; lower favours the surest member.",
     )
     weighting: Weighting = Field(
         "none", description="Per-example weights from member agreement: none, entropy or dirichlet."
@@ -50,14 +52,19 @@ class MultiNaiveOptions(MethodOptions):
 
 class MultiNaive(BaseMethod):
     name = "multi_naive"
-    paper = "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation (multi-weak naive baseline)"
+    paper = (
+        "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation "
+        "(multi-weak naive baseline)"
+    )
     Options = MultiNaiveOptions
     multi_weak = True
 
     def __init__(self, options: MultiNaiveOptions | None = None):
         super().__init__(options)
         # batch-level statistics only when a weight depends on the batch
-        self.needs_batch_context = self.options.weights == "dynamic" or self.options.weighting != "none"
+        self.needs_batch_context = (
+            self.options.weights == "dynamic" or self.options.weighting != "none"
+        )
 
     def member_weights(self, member_probs: torch.Tensor) -> torch.Tensor:
         """Weights (M,) summing to 1 for the members in ``member_probs`` (B, M, K)."""
@@ -69,8 +76,8 @@ class MultiNaive(BaseMethod):
             return dynamic_member_weights(member_probs, self.options.temperature)
         if len(weights) != num_members:
             raise ValueError(
-                f"methods.*.weights (method {self.name}): {len(weights)} weights given but the weak "
-                f"ensemble has {num_members} members; list one weight per weak model"
+                f"methods.*.weights (method {self.name}): {len(weights)} weights given but "
+                f"the weak ensemble has {num_members} members; list one weight per weak model"
             )
         return normalise_weights(weights).to(member_probs.device)
 
@@ -78,13 +85,21 @@ class MultiNaive(BaseMethod):
         ex_w = example_weights(member_probs, self.options.weighting)  # (B,)
         return pack_batch_stats(ex_w, self.member_weights(member_probs))  # (B, 1 + M)
 
-    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
         if not self.needs_batch_context:
             return None
         check_members(weak_probs, self.name)
         return self._batch_stats(weak_probs)
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self,
+        logits: torch.Tensor,
+        weak_probs: torch.Tensor,
+        progress: float,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor:
         check_members(weak_probs, self.name)
         if context is None:  # the micro-batch is the batch
             context = self._batch_stats(weak_probs)

@@ -36,6 +36,21 @@ class LinearHead(nn.Module):
         return self.linear(standardised)
 
 
+class PairwiseRewardHead(nn.Module):
+    """Probe reward model: r(x) = w·standardise(features) + b; pair logits (r(b), r(a)).
+
+    softmax over (r(b), r(a)) gives P(a ≻ b) = σ(r(a) − r(b)), the Bradley–Terry probability,
+    so every classification method trains a reward model unchanged.
+    """
+
+    def __init__(self, hidden_size: int, train_features: torch.Tensor | None = None):
+        super().__init__()
+        self.reward = LinearHead(hidden_size, 1, train_features)
+
+    def forward(self, features: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:  # -> (B, 2)
+        return torch.cat([self.reward(features_b), self.reward(features)], dim=-1)
+
+
 class BackboneClassifier(nn.Module):
     """Backbone (optionally LoRA-wrapped) → pooled hidden state → linear head."""
 
@@ -51,7 +66,27 @@ class BackboneClassifier(nn.Module):
         return self.head(pooled.to(self.head.weight.dtype))  # (B, K)
 
 
-def build_backbone_classifier(loaded, cfg: ModelConfig, num_classes: int) -> BackboneClassifier:
+class BackboneRewardModel(BackboneClassifier):
+    """Finetuned reward model: scalar head on the pooled state; pair logits (r(b), r(a))."""
+
+    def __init__(self, backbone: nn.Module, hidden_size: int, pooling: str):
+        super().__init__(backbone, hidden_size, 1, pooling)
+
+    def forward(  # type: ignore[override]
+        self,
+        input_ids: torch.Tensor,
+        attention_mask: torch.Tensor,
+        input_ids_b: torch.Tensor,
+        attention_mask_b: torch.Tensor,
+    ) -> torch.Tensor:
+        reward_a = super().forward(input_ids, attention_mask)  # (B, 1)
+        reward_b = super().forward(input_ids_b, attention_mask_b)  # (B, 1)
+        return torch.cat([reward_b, reward_a], dim=-1)  # (B, 2)
+
+
+def build_backbone_classifier(
+    loaded, cfg: ModelConfig, num_classes: int, pairwise: bool = False
+) -> BackboneClassifier:
     """Wrap a loaded backbone for ``lora`` or ``full`` training; the head starts from torch's seed."""
     backbone = loaded.model
     if cfg.mode == "lora":
@@ -68,14 +103,17 @@ def build_backbone_classifier(loaded, cfg: ModelConfig, num_classes: int) -> Bac
         for param in backbone.parameters():
             param.requires_grad_(True)
     pooling = resolve_pooling(cfg.pooling, loaded.is_decoder)
-    classifier = BackboneClassifier(backbone, loaded.hidden_size, num_classes, pooling)
+    if pairwise:
+        classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling)
+    else:
+        classifier = BackboneClassifier(backbone, loaded.hidden_size, num_classes, pooling)
     classifier.to(next(loaded.model.parameters()).device)
     return classifier
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What training changed: a probe's whole (tiny) state; a finetuned model's trainable weights."""
-    if isinstance(model, LinearHead):
+    if isinstance(model, LinearHead | PairwiseRewardHead):
         return {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
     return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
 

@@ -9,11 +9,12 @@ import numpy as np
 from weaklift.config import TaskConfig
 from weaklift.errors import WeakliftError
 from weaklift.tasks import builtin
-from weaklift.tasks.base import ClassificationData
+from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.tasks.builtin import TaskSpec
 from weaklift.tasks.facts import load_facts
+from weaklift.tasks.preference import load_hh_pairs
 
-__all__ = ["TASKS", "ClassificationData", "TaskSpec", "describe_tasks", "load_task"]
+__all__ = ["TASKS", "ClassificationData", "PreferenceData", "TaskSpec", "describe_tasks", "load_task"]
 
 TASKS: dict[str, TaskSpec] = {
     "facts": TaskSpec(
@@ -44,6 +45,12 @@ TASKS: dict[str, TaskSpec] = {
         "anthropic_hh",
         "is this the chosen or the rejected reply? (Anthropic/hh-rlhf)",
         builtin.ANTHROPIC_HH.load,
+    ),
+    "anthropic_hh_pairs": TaskSpec(
+        "anthropic_hh_pairs",
+        "reward modelling: which of two replies is preferred? (Anthropic/hh-rlhf, pairs)",
+        load_hh_pairs,
+        kind="preference",
     ),
     "file": TaskSpec(
         "file",
@@ -83,8 +90,10 @@ def subsample(data: ClassificationData, n: int, seed: int) -> ClassificationData
         key: [value[i] for i in keep] if isinstance(value, list) and len(value) == total else value
         for key, value in data.extra.items()
     }
+    pairs = {"texts_b": [data.texts_b[i] for i in keep]} if isinstance(data, PreferenceData) else {}
     return dataclasses.replace(
         data,
+        **pairs,
         texts=[data.texts[i] for i in keep],
         labels=data.labels[keep],
         extra={**extra, "subsampled_from": total},

@@ -47,3 +47,22 @@ class ClassificationData:
     def fingerprint(self) -> str:
         """Hash of the content, so a changed data file never reuses stale splits or features."""
         return stable_hash({"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names})
+
+
+@dataclass(frozen=True)
+class PreferenceData(ClassificationData):
+    """Pairs (texts[i], texts_b[i]); label 1 means the first text is the preferred one.
+
+    A reward model scores each text; its two "class logits" are (r(b), r(a)), so every
+    classification method becomes its Bradley–Terry form unchanged: P(a ≻ b) = σ(r(a) − r(b)).
+    """
+
+    texts_b: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if len(self.texts_b) != len(self.texts):
+            raise WeakliftError(f"task {self.name!r}: {len(self.texts)} first texts but {len(self.texts_b)} second")
+
+    def fingerprint(self) -> str:
+        return stable_hash({"pairs": super().fingerprint(), "texts_b": self.texts_b})

@@ -15,31 +15,43 @@ class Batcher(Protocol):
 
 
 class FeatureBatcher:
-    """Probe mode: rows of a precomputed (N, H) feature matrix."""
+    """Probe mode: rows of a precomputed (N, H) feature matrix (and the second texts' for pairs)."""
 
-    def __init__(self, features: np.ndarray):
+    def __init__(self, features: np.ndarray, features_b: np.ndarray | None = None):
         self.features = torch.as_tensor(features, dtype=torch.float32)
+        self.features_b = None if features_b is None else torch.as_tensor(features_b, dtype=torch.float32)
 
     def __len__(self) -> int:
         return len(self.features)
 
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        return {"features": self.features[torch.as_tensor(rows)].to(device)}
+        index = torch.as_tensor(rows)
+        out = {"features": self.features[index].to(device)}
+        if self.features_b is not None:
+            out["features_b"] = self.features_b[index].to(device)
+        return out
 
 
 class TokenBatcher:
     """LoRA/full mode: texts tokenised once, right-padded to each batch's own longest row."""
 
-    def __init__(self, tokenizer, texts: list[str], max_length: int):
+    def __init__(self, tokenizer, texts: list[str], max_length: int, texts_b: list[str] | None = None):
         encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)
         self.ids = [list(ids) for ids in encoded["input_ids"]]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.second = None if texts_b is None else TokenBatcher(tokenizer, texts_b, max_length)
 
     def __len__(self) -> int:
         return len(self.ids)
 
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        seqs = [self.ids[int(r)] for r in rows]
+        out = self._pad([self.ids[int(r)] for r in rows], device)
+        if self.second is not None:
+            second = self.second.batch(rows, device)
+            out.update(input_ids_b=second["input_ids"], attention_mask_b=second["attention_mask"])
+        return out
+
+    def _pad(self, seqs: list[list[int]], device: torch.device) -> dict[str, torch.Tensor]:
         width = max(len(s) for s in seqs)
         input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
         attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
