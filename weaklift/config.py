@@ -39,6 +39,22 @@ class LoraConfig(_Strict):
     target_modules: str | list[str] = Field("all-linear", description="Modules LoRA wraps (peft syntax).")
 
 
+class GenftConfig(_Strict):
+    """Generative finetuning before weak-to-strong training (Burns et al. 2023, sec. 5.2.2)."""
+
+    enabled: bool = Field(False, description="Finetune the backbone with the causal-LM loss on task text first.")
+    mode: Literal["lora", "full"] = Field("lora", description="Train LoRA adapters (merged afterwards) or all weights.")
+    text_file: str | None = Field(
+        None, description="Plain-text file, one document per line; default: the task's inputs (all splits, no labels)."
+    )
+    max_texts: int = Field(1000, ge=2, description="Train on at most this many texts (CPU budget); 10% held out.")
+    epochs: int = Field(1, ge=1, description="Passes over the texts.")
+    lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
+    batch_size: int = Field(8, ge=1, description="Texts per step.")
+    max_length: int = Field(128, ge=8, description="Truncate texts to this many tokens.")
+    lora: LoraConfig = Field(default_factory=LoraConfig)
+
+
 class ModelConfig(_Strict):
     model: str = Field(description="Zoo name (`weaklift models`), hub id, local folder, or .gguf file.")
     mode: Literal["probe", "lora", "full"] = Field(
@@ -56,6 +72,7 @@ class ModelConfig(_Strict):
     subset: Literal["full", "bootstrap"] = Field(
         "full", description="Weak members: train on all of weak_train, or on a bootstrap resample of it."
     )
+    genft: GenftConfig = Field(default_factory=GenftConfig)
 
     @property
     def label(self) -> str:

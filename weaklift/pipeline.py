@@ -23,6 +23,7 @@ from weaklift.stages import (
     StageContext,
     TrainRequest,
     evaluation_stage,
+    genft_stage,
     ladder_evaluation_stage,
     one_hot,
     splits_stage,
@@ -65,12 +66,14 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
     member_probs = {split: np.stack([m.arrays()[split] for m in members.values()], axis=1) for split in ("transfer", "val")}
     members_key = stable_hash(sorted(m.key for m in members.values()))
 
-    # 3. The strong ceiling learns ground truth on the transfer split.
+    # 3. The strong ceiling learns ground truth on the transfer split (after the optional generative
+    #    finetuning, which ceiling and students share so the comparison stays fair).
+    strong = genft_stage(ctx, cfg.strong)
     ceiling = train_stage(
         ctx,
         TrainRequest(
             stage="ceiling",
-            model_cfg=cfg.strong,
+            model_cfg=strong,
             train_split="transfer",
             targets=one_hot(ctx.labels("transfer"), k),
             val_labels=ctx.labels("val"),
@@ -89,7 +92,7 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
             ctx,
             TrainRequest(
                 stage="student",
-                model_cfg=cfg.strong,
+                model_cfg=strong,
                 train_split="transfer",
                 targets=targets,
                 val_labels=member_probs["val"].mean(axis=1).argmax(1),

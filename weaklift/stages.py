@@ -25,10 +25,11 @@ from weaklift.models.classifier import (
     save_trainable,
 )
 from weaklift.models.features import extract_features
+from weaklift.models.genft import generative_finetune
 from weaklift.models.loading import load_backbone, model_fingerprint
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
-from weaklift.store import Artifact, ArtifactStore, save_arrays, save_json, stable_hash
+from weaklift.store import Artifact, ArtifactStore, file_sha256, save_arrays, save_json, stable_hash
 from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
 from weaklift.training.classifier import (
@@ -104,6 +105,41 @@ def splits_stage(ctx: StageContext) -> Artifact:
     ctx.splits = Splits(**{name: artifact.arrays()[name] for name in SPLIT_NAMES})
     ctx.splits_key = artifact.key
     return artifact
+
+
+# --- generative finetuning -----------------------------------------------------------------------
+
+
+GENFT_VERSION = 1
+
+
+def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
+    """Generative finetuning of a backbone; returns the config to use instead (the finetuned folder).
+
+    Ceiling and students share the finetuned backbone, so the comparison stays fair.
+    """
+    if not model_cfg.genft.enabled:
+        return model_cfg
+    genft = model_cfg.genft
+    if genft.text_file:
+        path = Path(genft.text_file)
+        if not path.is_file():
+            raise WeakliftError(f"strong.genft.text_file {path} not found", "pass a plain-text file, one text per line")
+        texts = [line for line in path.read_text().splitlines() if line.strip()]
+        source = {"text_file": file_sha256(path)}
+    else:  # every split's inputs, never their labels
+        texts = [t for split in SPLIT_NAMES for t in ctx.texts(split)]
+        texts += [t for split in SPLIT_NAMES for t in (ctx.texts_b(split) or [])]
+        source = {"splits": ctx.splits_key}
+    params = {"model": model_fingerprint(model_cfg.model), "genft": genft.model_dump(), "seed": ctx.cfg.seed}
+
+    def compute(out: Path) -> dict:
+        log.info("generative finetuning %s (%s) on %d unlabelled texts", model_cfg.model, genft.mode, min(len(texts), genft.max_texts))
+        return generative_finetune(model_cfg.model, texts, genft, out, ctx.cfg.seed)
+
+    artifact = ctx.store.get_or_compute("genft", GENFT_VERSION, params, source, compute)
+    log.info("genft LM loss on held-out text: %.3f → %.3f", artifact.meta["lm_loss_before"], artifact.meta["lm_loss_after"])
+    return model_cfg.model_copy(update={"model": str(artifact.path / "model"), "genft": type(genft)()})
 
 
 # --- probe features -------------------------------------------------------------------------------

@@ -1,0 +1,50 @@
+"""Generative finetuning lowers the LM loss, and its output is what the next stages load."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
+from tests.tiny_models import make_tiny_model
+from weaklift.config import GenftConfig, load_config
+from weaklift.errors import WeakliftError
+from weaklift.models.genft import generative_finetune
+from weaklift.models.loading import load_backbone
+from weaklift.pipeline import run_experiment
+from weaklift.store import ArtifactStore
+
+TEXTS = [f"the film was {w} and the plot was {v}" for w in ("good", "bad", "dull", "great") for v in ("fine", "poor", "superb")] * 10
+
+
+@pytest.mark.parametrize("mode", ["full", "lora"])
+def test_genft_lowers_held_out_lm_loss_and_saves_a_loadable_model(tmp_path, mode):
+    folder = make_tiny_model(tmp_path / "tiny", arch="llama", texts=TEXTS)
+    cfg = GenftConfig(enabled=True, mode=mode, epochs=3, lr=3e-3, batch_size=8, max_texts=120)
+    meta = generative_finetune(str(folder), TEXTS, cfg, tmp_path / "out", seed=0)
+    assert meta["lm_loss_after"] < meta["lm_loss_before"] - 0.1
+    tuned, original = load_backbone(str(tmp_path / "out" / "model")), load_backbone(str(folder))
+    tuned_params = dict(tuned.model.named_parameters())
+    changed = [n for n, p in original.model.named_parameters() if not torch.equal(p, tuned_params[n])]
+    assert changed  # the saved folder holds the finetuned weights, LoRA merged in
+    assert not any("lora" in n for n in tuned_params)
+
+
+def test_genft_refuses_encoders(tmp_path):
+    folder = make_tiny_model(tmp_path / "enc", arch="bert", texts=TEXTS)
+    with pytest.raises(WeakliftError, match="decoder"):
+        generative_finetune(str(folder), TEXTS, GenftConfig(enabled=True), tmp_path / "out", seed=0)
+
+
+def test_pipeline_uses_the_finetuned_backbone_for_ceiling_and_students(workdir, tmp_path):  # noqa: F811
+    overrides = _overrides(workdir, tmp_path, "methods=[xent]", "strong.genft.enabled=true", "strong.genft.max_texts=60")
+    store = ArtifactStore(tmp_path / "artifacts")
+    run_experiment(load_config(None, overrides), store)
+    assert store.executions["genft"] == 1
+    genft_dir = next((tmp_path / "artifacts" / "genft").iterdir())
+    ceiling_dir = next((tmp_path / "artifacts" / "ceiling").iterdir())
+    manifest = (ceiling_dir / "manifest.json").read_text()
+    assert str(genft_dir / "model") in manifest  # the ceiling was trained on the genft backbone
+    again = ArtifactStore(tmp_path / "artifacts")
+    run_experiment(load_config(None, overrides), again)
+    assert sum(again.executions.values()) == 0

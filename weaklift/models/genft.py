@@ -1,0 +1,88 @@
+"""Generative finetuning (Burns et al. 2023, sec. 5.2.2): causal-LM training on unlabelled task text.
+
+Before weak-to-strong training the strong backbone reads the task's inputs (no labels) with the
+ordinary next-token loss, so task-relevant concepts become more salient in its representations.
+The result is saved as a plain Hugging Face folder that every later stage loads like any model.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+from transformers import AutoModelForCausalLM
+
+from weaklift.config import GenftConfig
+from weaklift.errors import WeakliftError
+from weaklift.models.features import collate
+from weaklift.models.loading import is_decoder_config, resolve_source
+
+
+def lm_loss(model, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
+    """Mean next-token loss over the given batches (pad positions ignored)."""
+    model.eval()
+    total, count = 0.0, 0
+    with torch.no_grad():
+        for input_ids, mask in batches:
+            out = model(input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask))
+            tokens = int(mask[:, 1:].sum())
+            total, count = total + float(out.loss) * tokens, count + tokens
+    return total / max(count, 1)
+
+
+def _labels(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    return input_ids.masked_fill(mask == 0, -100)  # (B, T); -100 = ignored by the LM loss
+
+
+def _batches(tokenizer, texts: list[str], max_length: int, batch_size: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    ids = [seq for seq in ids if len(seq) > 1]
+    batches = []
+    for start in range(0, len(ids), batch_size):
+        input_ids, mask = collate(ids[start : start + batch_size], tokenizer.pad_token_id)
+        batches.append((input_ids.to(device), mask.to(device)))
+    return batches
+
+
+def generative_finetune(model_name: str, texts: list[str], cfg: GenftConfig, out: Path, seed: int) -> dict:
+    """Finetune ``model_name`` with the causal-LM loss on ``texts``; save model + tokenizer in ``out``."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    source = resolve_source(model_name)
+    if not is_decoder_config(AutoConfig.from_pretrained(source)):
+        raise WeakliftError(f"generative finetuning needs a decoder; {model_name} is an encoder", "set strong.genft.enabled=false")
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(source)
+    if tokenizer.pad_token_id is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    model = AutoModelForCausalLM.from_pretrained(source).to(device)
+    if cfg.mode == "lora":
+        from peft import LoraConfig, get_peft_model
+
+        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+    rng = np.random.default_rng(seed)
+    texts = [texts[i] for i in rng.permutation(len(texts))[: cfg.max_texts]]
+    held_out = max(1, len(texts) // 10)  # measure the LM loss on texts it does not train on
+    train = _batches(tokenizer, texts[held_out:], cfg.max_length, cfg.batch_size, device)
+    evaluation = _batches(tokenizer, texts[:held_out], cfg.max_length, cfg.batch_size, device)
+    before = lm_loss(model, evaluation)
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
+    model.train()
+    for _ in range(cfg.epochs):
+        for input_ids, mask in tqdm(train, desc=f"genft {model_name}", leave=False):
+            loss = model(input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)).loss
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad()
+    after = lm_loss(model, evaluation)
+    if cfg.mode == "lora":
+        model = model.merge_and_unload()  # a plain model: later stages need no peft wrapper
+    model.save_pretrained(out / "model")
+    tokenizer.save_pretrained(out / "model")
+    if not (math.isfinite(before) and math.isfinite(after)):
+        raise WeakliftError(f"generative finetuning of {model_name} diverged (loss {after})", "lower strong.genft.lr")
+    return {"lm_loss_before": before, "lm_loss_after": after, "texts": len(texts) - held_out}
