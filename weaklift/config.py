@@ -207,6 +207,11 @@ class ExperimentConfig(_Strict):
             if spec.name not in METHODS:
                 raise ValueError(f"methods.{i}: unknown method {spec.name!r}; choose from {sorted(METHODS)}")
             validate_method_options(spec, where=f"methods.{i}")
+            weights = spec.options.get("weights")
+            if isinstance(weights, list) and len(weights) != len(self.weak_members):
+                raise ValueError(
+                    f"methods.{i}.weights: {len(weights)} weights for {len(self.weak_members)} weak members"
+                )
         labels = [spec.label for spec in self.methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"methods: duplicate entries {labels}")

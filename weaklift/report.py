@@ -21,6 +21,8 @@ def results_table(results: dict[str, Any]) -> str:
         header,
         "-" * len(header),
     ]
+    if results["ceiling"]["accuracy"] <= results["weak"]["accuracy"]:
+        rows.insert(0, "note: the ceiling does not beat the weak supervisor here, so PGR is not meaningful")
     members = results.get("weak_members", {})
     if len(members) > 1:
         for label, member in members.items():

@@ -9,7 +9,7 @@ does not give it away; cities are the most populous ones, so a small LM has a ch
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -104,12 +104,16 @@ def _by_continent(countries: list[dict]) -> dict[str, list[dict]]:
 
 
 def _city_facts(cities: list[dict], countries: list[dict]) -> list[Fact]:
-    """City -> country ("Lagos is a city in Nigeria."); false: a same-continent host country."""
+    """City -> country ("Lagos is a city in Nigeria."); false: a same-continent host country.
+
+    Wrong countries are drawn in proportion to how many cities each hosts, so a country appears in
+    false statements about as often as in true ones and the country name alone predicts nothing.
+    """
     by_code = {c["iso"]: c for c in countries}
-    hosts = sorted({city["countrycode"] for city in cities})
+    city_counts = Counter(city["countrycode"] for city in cities)
     pools: dict[str, list[str]] = defaultdict(list)
-    for code in hosts:
-        pools[by_code[code]["continentcode"]].append(code)
+    for code in sorted(city_counts):
+        pools[by_code[code]["continentcode"]].extend([code] * city_counts[code])
     facts = []
     for city in cities:
         home = by_code[city["countrycode"]]
