@@ -1,0 +1,207 @@
+"""Stages that train models: weak members (neural or TF-IDF), ceiling, students, ladder rungs."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from weaklift.config import MethodSpec, ModelConfig
+from weaklift.errors import WeakliftError
+from weaklift.methods import Xent, build_method, method_params
+from weaklift.models.classifier import (
+    LinearHead,
+    PairwiseRewardHead,
+    build_backbone_classifier,
+    load_trainable,
+    save_trainable,
+)
+from weaklift.models.loading import model_fingerprint
+from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
+from weaklift.stages.context import StageContext
+from weaklift.stages.data import features_stage
+from weaklift.store import Artifact, save_arrays
+from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
+from weaklift.training.classifier import (
+    LoopConfig,
+    predict_proba,
+    predict_uncertainty,
+    train_classifier,
+)
+
+log = logging.getLogger("weaklift")
+
+TRAIN_VERSION = 2
+LABELS_VERSION = 1
+
+
+# --- training -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class TrainRequest:
+    """One model to train: on which split, against which targets, selected on which labels."""
+
+    stage: str  # "weak_model", "ceiling" or "student"
+    model_cfg: ModelConfig
+    train_split: str
+    targets: np.ndarray  # (N, K) soft targets for train_split
+    val_labels: np.ndarray  # (M,) labels for model selection on val
+    targets_key: str  # upstream artifact the targets come from
+    method: MethodSpec | None = None
+    predict_splits: tuple[str, ...] = ()
+
+
+def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
+    mode_cfg = ctx.cfg.train.probe if model_cfg.mode == "probe" else ctx.cfg.train.finetune
+    return LoopConfig(
+        epochs=mode_cfg.epochs,
+        batch_size=mode_cfg.batch_size,
+        micro_batch_size=mode_cfg.micro_batch_size,
+        lr=mode_cfg.lr,
+        weight_decay=mode_cfg.weight_decay,
+        select_best=ctx.cfg.train.select_best,
+        seed=ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed,
+    )
+
+
+def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
+    params = {
+        "model": model_fingerprint(model_cfg.model),
+        "mode": model_cfg.mode,
+        "pooling": model_cfg.pooling,
+        "max_length": model_cfg.max_length,
+        "loop": _loop_config(ctx, model_cfg).__dict__,
+        "subset": model_cfg.subset,
+        "num_classes": ctx.data.num_classes,
+    }
+    if model_cfg.mode == "lora":
+        params["lora"] = model_cfg.lora.model_dump()
+    return params
+
+
+class _Inputs:
+    """Builds the classifier and its batchers for one model config, in probe or finetune mode."""
+
+    def __init__(self, ctx: StageContext, model_cfg: ModelConfig):
+        self.ctx, self.model_cfg = ctx, model_cfg
+        self.probe = model_cfg.mode == "probe"
+
+    def upstream(self, splits: tuple[str, ...]) -> dict[str, str]:
+        if not self.probe:
+            return {}
+        return {f"features/{s}": features_stage(self.ctx, self.model_cfg, s).key for s in splits}
+
+    def batcher(self, split: str):
+        if self.probe:
+            arrays = features_stage(self.ctx, self.model_cfg, split).arrays()
+            return FeatureBatcher(arrays["features"], arrays.get("features_b"))
+        loaded = self.ctx.backbone(self.model_cfg.model)
+        return TokenBatcher(loaded.tokenizer, self.ctx.texts(split), self.model_cfg.max_length, self.ctx.texts_b(split))
+
+    def new_model(self, seed: int, train_split: str) -> torch.nn.Module:
+        torch.manual_seed(seed)
+        if self.probe:
+            arrays = features_stage(self.ctx, self.model_cfg, train_split).arrays()
+            if self.ctx.pairwise:  # standardise with both sides' features
+                both = torch.as_tensor(np.concatenate([arrays["features"], arrays["features_b"]]))
+                return PairwiseRewardHead(both.shape[1], both)
+            train_features = torch.as_tensor(arrays["features"])
+            return LinearHead(train_features.shape[1], self.ctx.data.num_classes, train_features)
+        # A fresh copy of the pretrained weights for every finetuned model.
+        self.ctx._backbones.pop(self.model_cfg.model, None)
+        loaded = self.ctx.backbone(self.model_cfg.model)
+        return build_backbone_classifier(loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise)
+
+
+def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
+    """Train one classifier; save its trainable weights and its predictions on ``predict_splits``."""
+    inputs = _Inputs(ctx, req.model_cfg)
+    needed = tuple(dict.fromkeys((req.train_split, "val", *req.predict_splits)))
+    params = {
+        **_model_params(ctx, req.model_cfg),
+        "train_split": req.train_split,
+        "method": method_params(req.method) if req.method else "gt_xent",
+        "predict": list(req.predict_splits),
+    }
+    upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream(needed)}
+
+    def compute(out: Path) -> dict:
+        loop = _loop_config(ctx, req.model_cfg)
+        model = inputs.new_model(loop.seed, req.train_split)
+        method = build_method(req.method) if req.method else Xent()
+        name = req.method.label if req.method else req.stage
+        source = f"weak labels, method {name}" if req.method else f"ground truth of {req.train_split}"
+        log.info("training %s %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, source)
+        rows = training_rows(len(req.targets), req.model_cfg.subset, loop.seed)
+        history = train_classifier(
+            model,
+            SubsetBatcher(inputs.batcher(req.train_split), rows),
+            req.targets[rows],
+            method,
+            loop,
+            val_data=inputs.batcher("val"),
+            val_labels=req.val_labels,
+            desc=f"{req.stage} {name}",
+        )
+        save_trainable(model, out / "weights.safetensors")
+        predictions = {s: predict_proba(model, inputs.batcher(s), method) for s in req.predict_splits}
+        if hasattr(method, "uncertainty"):  # evidential students: K/S per example
+            for s in req.predict_splits:
+                predictions[f"{s}_uncertainty"] = predict_uncertainty(model, inputs.batcher(s), method)
+        if predictions:
+            save_arrays(out, predictions, name="predictions")
+        return {"history": history.__dict__}
+
+    return ctx.store.get_or_compute(req.stage, TRAIN_VERSION, params, upstream, compute)
+
+
+def training_rows(n: int, subset: str, seed: int) -> np.ndarray:
+    """All rows, or a bootstrap resample (with replacement) seeded by the model's own seed."""
+    if subset == "bootstrap":
+        return np.sort(np.random.default_rng(seed).integers(0, n, size=n))
+    return np.arange(n)
+
+
+def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifact, Artifact]:
+    """The non-neural weak member: fit TF-IDF + logistic regression on GT(weak_train), label the rest."""
+    if ctx.pairwise:
+        raise WeakliftError("weak member tfidf scores single texts, not preference pairs", "use a neural weak model")
+    seed = ctx.cfg.seed if member.seed is None else member.seed
+    params = {"model": TFIDF_MODEL, "subset": member.subset, "seed": seed, "num_classes": ctx.data.num_classes}
+
+    def fit(out: Path) -> dict:
+        rows = training_rows(len(ctx.splits["weak_train"]), member.subset, seed)
+        texts = ctx.texts("weak_train")
+        log.info("training weak_model tfidf on ground truth of weak_train")
+        model = TfidfClassifier(num_classes=ctx.data.num_classes, seed=seed)
+        model.fit([texts[i] for i in rows], ctx.labels("weak_train")[rows]).save(out)
+        return {}
+
+    weak_model = ctx.store.get_or_compute("weak_model", TRAIN_VERSION, params, {"splits": ctx.splits_key}, fit)
+
+    def label(out: Path) -> dict:
+        model = TfidfClassifier.load(weak_model.path, ctx.data.num_classes)
+        save_arrays(out, {s: model.predict_proba(ctx.texts(s)) for s in ("transfer", "val", "test")})
+        return {}
+
+    labels = ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, {"weak_model": weak_model.key}, label)
+    return weak_model, labels
+
+
+def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelConfig) -> Artifact:
+    """The weak supervisor's soft labels on transfer, val and test (its test accuracy comes from here)."""
+    inputs = _Inputs(ctx, model_cfg)
+    label_splits = ("transfer", "val", "test")
+    upstream = {"weak_model": weak_model.key, **inputs.upstream(label_splits)}
+
+    def compute(out: Path) -> dict:
+        model = inputs.new_model(seed=0, train_split="weak_train")
+        load_trainable(model, weak_model.path / "weights.safetensors")  # overwrites the fresh init
+        save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in label_splits})
+        return {}
+
+    return ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, upstream, compute)
