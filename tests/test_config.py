@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from weaklift.config import load_config, parse_overrides
@@ -57,3 +59,9 @@ def test_missing_or_broken_config_file(tmp_path):
     bad.write_text("task: [unclosed\n")
     with pytest.raises(WeakliftError, match="not valid YAML"):
         load_config(bad)
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_configs_validate(path):
+    cfg = load_config(path)
+    assert cfg.methods and cfg.weak_members
