@@ -65,3 +65,32 @@ def test_mixed_family_ensemble_end_to_end(workdir, tmp_path):  # noqa: F811
             assert student["pgr_best_member"] == pytest.approx((student["accuracy"] - best) / (ceiling - best))
     bayes = results["students"]["bayes"]
     assert 0 < bayes["uncertainty_correct"] <= 1  # K/S of a Dirichlet lies in (0, 1]
+
+
+def _write_three_class_task(path):
+    import json
+
+    rng = np.random.default_rng(1)
+    cues = {"pos": ["good", "great", "superb"], "neg": ["bad", "awful", "poor"], "meh": ["dull", "boring", "fine"]}
+    rows = []
+    for i in range(180):
+        label = ["pos", "neg", "meh"][i % 3]
+        words = [*rng.choice(["the", "film", "was", "plot", "story"], size=3), rng.choice(cues[label])]
+        rows.append({"review": " ".join(words), "sentiment": label})
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    return str(path)
+
+
+@pytest.mark.parametrize("mode", ["lora", "full"])
+def test_ensemble_methods_on_a_multiclass_task_in_finetune_modes(workdir, tmp_path, mode):  # noqa: F811
+    data = _write_three_class_task(tmp_path / "three.jsonl")
+    overrides = _overrides(
+        workdir, tmp_path, _members(workdir, 2), f"task.path={data}", f"strong.mode={mode}",
+        "split.weak_train=45", "split.transfer=45", "split.val=21", "split.test=45",
+        "methods=[logconf, {name: multi_naive, weights: dynamic}, {name: joint, combine: vote}, {name: bayes, aux_alpha: 0.5}]",
+    )
+    results = run_experiment(load_config(None, overrides), ArtifactStore(tmp_path / "artifacts")).data
+    assert results["label_names"] == ["meh", "neg", "pos"]
+    assert len(results["students"]) == 4
+    for student in results["students"].values():
+        assert 0 <= student["accuracy"] <= 1 and not np.isnan(student["auroc"])

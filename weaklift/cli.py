@@ -72,8 +72,16 @@ def _tasks(_: argparse.Namespace) -> int:
 def _models(_: argparse.Namespace) -> int:
     from weaklift.models.zoo import describe_models
 
+    print(f"{'name':<14} {'kind':<8} {'params':>7} {'hidden':>6}  {'ready':<13} {'package':<24} description")
     for row in describe_models():
-        print("  ".join(str(cell) for cell in row))
+        ready = "converted" if row.cached else "installed" if row.installed else "not installed"
+        print(
+            f"{row.name:<14} {row.kind:<8} {row.params:>7} {row.hidden_size:>6}  {ready:<13} "
+            f"{row.package:<24} {row.description}"
+        )
+    print(f"{'tfidf':<14} {'sklearn':<8} {'—':>7} {'—':>6}  {'installed':<13} {'scikit-learn':<24} "
+          "TF-IDF n-grams + logistic regression; a cheap non-neural weak member.")
+    print("Any local folder, .gguf file or Hugging Face hub id works as a model too.")
     return 0
 
 
