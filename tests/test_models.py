@@ -11,7 +11,7 @@ import torch
 from tests.tiny_models import make_tiny_model
 from weaklift.errors import WeakliftError
 from weaklift.models import loading, zoo
-from weaklift.models.features import collate, extract_features
+from weaklift.models.features import collate, extract_features, length_sorted_batches
 from weaklift.models.loading import is_decoder_config, load_backbone, model_fingerprint
 from weaklift.models.pooling import pool, resolve_pooling
 
@@ -142,6 +142,17 @@ def test_features_keep_order_and_match_unbatched(arch_fixture: str, request: pyt
     assert features.shape == (len(TEXTS), 32) and features.dtype == np.float32
     how = resolve_pooling("auto", backbone.is_decoder)
     np.testing.assert_allclose(features, _one_by_one(backbone, TEXTS, how), rtol=1e-4, atol=1e-5)
+    small = extract_features(backbone, TEXTS, "auto", 64, 3, progress=False, max_batch_tokens=12)
+    np.testing.assert_allclose(small, features, rtol=1e-4, atol=1e-5)
+
+
+def test_length_sorted_batches_cover_everything_once() -> None:
+    lengths = [5, 40, 3, 40, 12, 1, 7]
+    batches = length_sorted_batches(lengths, batch_size=3, max_tokens=64)
+    assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
+    assert [len(b) for b in batches][:2] == [1, 1]  # two 40-token texts: 64 tokens fit only one each
+    assert all(len(b) <= 3 for b in batches)
+    assert [lengths[i] for i in np.concatenate(batches)] == sorted(lengths, reverse=True)
 
 
 def test_features_of_empty_list(tiny_llama: Path) -> None:
