@@ -23,11 +23,29 @@ from weaklift.models.features import DEFAULT_BATCH_SIZE, extract_features, token
 from weaklift.models.loading import LoadedBackbone, load_backbone
 from weaklift.models.zoo import ZOO
 
-SUBJECTS = ["the cat", "Paris", "the old bridge", "water", "my neighbour's dog", "the moon", "Berlin",
-            "a small red car", "the capital of France", "the river that runs through the city"]
+SUBJECTS = [
+    "the cat",
+    "Paris",
+    "the old bridge",
+    "water",
+    "my neighbour's dog",
+    "the moon",
+    "Berlin",
+    "a small red car",
+    "the capital of France",
+    "the river that runs through the city",
+]
 VERBS = ["is", "was", "seems", "is not", "has always been", "will be"]
-OBJECTS = ["blue", "larger than the sun", "a city in Germany", "made of cheese", "very quiet at night",
-           "the tallest building in the world", "older than the pyramids", "frozen in winter"]
+OBJECTS = [
+    "blue",
+    "larger than the sun",
+    "a city in Germany",
+    "made of cheese",
+    "very quiet at night",
+    "the tallest building in the world",
+    "older than the pyramids",
+    "frozen in winter",
+]
 TAILS = ["", "", " according to the book", " as everyone in the village knows",
          " which surprised the scientists who measured it twice last summer"]  # fmt: skip
 
@@ -66,7 +84,9 @@ def time_naive(name: str, texts: list[str], batch_size: int, max_length: int) ->
     tokenizer = AutoTokenizer.from_pretrained(folder)
     tokenizer.padding_side = "left"
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
-    width = max(len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"])
+    width = max(
+        len(ids) for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    )
     real_tokens = 0
     start = time.perf_counter()
     with torch.no_grad():
@@ -80,7 +100,9 @@ def time_naive(name: str, texts: list[str], batch_size: int, max_length: int) ->
 
 
 def report(label: str, seconds: float, n_texts: int, n_tokens: int) -> None:
-    print(f"{label:<52} {n_tokens / seconds:9.0f} tok/s {n_texts / seconds:8.1f} texts/s {seconds:8.2f} s")
+    print(
+        f"{label:<52} {n_tokens / seconds:9.0f} tok/s {n_texts / seconds:8.1f} texts/s {seconds:8.2f} s"
+    )
 
 
 def bench_model(name: str, texts: list[str], args: argparse.Namespace) -> None:
@@ -91,19 +113,36 @@ def bench_model(name: str, texts: list[str], args: argparse.Namespace) -> None:
         backbone.model.set_attn_implementation(attn)
         torch.set_num_threads(threads)
         seconds = time_extraction(backbone, texts, batch_size, args.max_length, args.repeats)
-        report(f"  weaklift  attn={attn} threads={threads} batch={batch_size}", seconds, len(texts), n_tokens)
+        report(
+            f"  weaklift  attn={attn} threads={threads} batch={batch_size}",
+            seconds,
+            len(texts),
+            n_tokens,
+        )
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--models", nargs="+", default=list(ZOO), choices=list(ZOO), help="zoo models to time")
+    parser.add_argument(
+        "--models", nargs="+", default=list(ZOO), choices=list(ZOO), help="zoo models to time"
+    )
     parser.add_argument("--n", type=int, default=512, help="number of statements")
-    parser.add_argument("--batch-size", type=int, nargs="+", default=[DEFAULT_BATCH_SIZE], help="batch sizes to try")
-    parser.add_argument("--threads", type=int, nargs="+", default=[torch.get_num_threads()], help="torch threads")
-    parser.add_argument("--attn", nargs="+", default=["sdpa"], choices=["sdpa", "eager"], help="attention kernels")
+    parser.add_argument(
+        "--batch-size", type=int, nargs="+", default=[DEFAULT_BATCH_SIZE], help="batch sizes to try"
+    )
+    parser.add_argument(
+        "--threads", type=int, nargs="+", default=[torch.get_num_threads()], help="torch threads"
+    )
+    parser.add_argument(
+        "--attn", nargs="+", default=["sdpa"], choices=["sdpa", "eager"], help="attention kernels"
+    )
     parser.add_argument("--max-length", type=int, default=128, help="truncation length")
-    parser.add_argument("--repeats", type=int, default=1, help="time each setting this often, keep the best")
-    parser.add_argument("--naive-n", type=int, default=128, help="texts for the naive gemma baseline (0: skip)")
+    parser.add_argument(
+        "--repeats", type=int, default=1, help="time each setting this often, keep the best"
+    )
+    parser.add_argument(
+        "--naive-n", type=int, default=128, help="texts for the naive gemma baseline (0: skip)"
+    )
     args = parser.parse_args()
 
     texts = make_statements(args.n)
@@ -112,8 +151,15 @@ def main() -> None:
     if args.naive_n and "gemma3-270m" in args.models:
         torch.set_num_threads(args.threads[0])
         subset = texts[: args.naive_n]
-        seconds, real_tokens = time_naive("gemma3-270m", subset, args.batch_size[0], args.max_length)
-        report(f"  naive (LM head, unsorted, padded) batch={args.batch_size[0]}", seconds, len(subset), real_tokens)
+        seconds, real_tokens = time_naive(
+            "gemma3-270m", subset, args.batch_size[0], args.max_length
+        )
+        report(
+            f"  naive (LM head, unsorted, padded) batch={args.batch_size[0]}",
+            seconds,
+            len(subset),
+            real_tokens,
+        )
 
 
 if __name__ == "__main__":

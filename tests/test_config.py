@@ -12,7 +12,11 @@ from weaklift.errors import WeakliftError
 
 def test_defaults_are_the_default_experiment():
     cfg = load_config()
-    assert (cfg.task.name, cfg.weak.model, cfg.strong.model) == ("facts", "smollm2-135m", "gemma3-270m")
+    assert (cfg.task.name, cfg.weak.model, cfg.strong.model) == (
+        "facts",
+        "smollm2-135m",
+        "gemma3-270m",
+    )
     assert cfg.weak.mode == cfg.strong.mode == "probe"
     assert [m.label for m in cfg.methods] == ["xent", "logconf"]
 
@@ -61,7 +65,9 @@ def test_missing_or_broken_config_file(tmp_path):
         load_config(bad)
 
 
-@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize(
+    "path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
+)
 def test_shipped_configs_validate(path):
     cfg = load_config(path)
     assert cfg.methods and cfg.weak_members

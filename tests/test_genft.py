@@ -14,7 +14,11 @@ from weaklift.models.loading import load_backbone
 from weaklift.pipeline import run_experiment
 from weaklift.store import ArtifactStore
 
-TEXTS = [f"the film was {w} and the plot was {v}" for w in ("good", "bad", "dull", "great") for v in ("fine", "poor", "superb")] * 10
+TEXTS = [
+    f"the film was {w} and the plot was {v}"
+    for w in ("good", "bad", "dull", "great")
+    for v in ("fine", "poor", "superb")
+] * 10
 
 
 @pytest.mark.parametrize("mode", ["full", "lora"])
@@ -25,7 +29,9 @@ def test_genft_lowers_held_out_lm_loss_and_saves_a_loadable_model(tmp_path, mode
     assert meta["lm_loss_after"] < meta["lm_loss_before"] - 0.1
     tuned, original = load_backbone(str(tmp_path / "out" / "model")), load_backbone(str(folder))
     tuned_params = dict(tuned.model.named_parameters())
-    changed = [n for n, p in original.model.named_parameters() if not torch.equal(p, tuned_params[n])]
+    changed = [
+        n for n, p in original.model.named_parameters() if not torch.equal(p, tuned_params[n])
+    ]
     assert changed  # the saved folder holds the finetuned weights, LoRA merged in
     assert not any("lora" in n for n in tuned_params)
 
@@ -37,7 +43,13 @@ def test_genft_refuses_encoders(tmp_path):
 
 
 def test_pipeline_uses_the_finetuned_backbone_for_ceiling_and_students(workdir, tmp_path):  # noqa: F811
-    overrides = _overrides(workdir, tmp_path, "methods=[xent]", "strong.genft.enabled=true", "strong.genft.max_texts=60")
+    overrides = _overrides(
+        workdir,
+        tmp_path,
+        "methods=[xent]",
+        "strong.genft.enabled=true",
+        "strong.genft.max_texts=60",
+    )
     store = ArtifactStore(tmp_path / "artifacts")
     run_experiment(load_config(None, overrides), store)
     assert store.executions["genft"] == 1

@@ -14,7 +14,11 @@ from weaklift.store import ArtifactStore
 
 def _ladder_overrides(workdir, tmp_path):  # noqa: F811
     mid = make_tiny_model(tmp_path / "mid", arch="llama", texts=["good bad film plot"])
-    base = [o for o in _overrides(workdir, tmp_path, "methods=[xent]") if not o.startswith(("weak.", "strong."))]
+    base = [
+        o
+        for o in _overrides(workdir, tmp_path, "methods=[xent]")
+        if not o.startswith(("weak.", "strong."))
+    ]
     return [*base, f"ladder=[{workdir['weak']}, {mid}, {workdir['strong']}]"]
 
 

@@ -54,7 +54,9 @@ def test_xent_gradient_is_averaged_over_examples():
 
 def test_hard_uses_argmax_of_weak_labels():
     loss, grad = _grad(Hard(), torch.tensor([[2.0, 0.0]]), torch.tensor([[0.4, 0.6]]))
-    assert loss == pytest.approx(math.log(math.exp(2) + 1), abs=1e-6)  # −log softmax(z)_1 = 2.126928
+    assert loss == pytest.approx(
+        math.log(math.exp(2) + 1), abs=1e-6
+    )  # −log softmax(z)_1 = 2.126928
     assert torch.allclose(grad, torch.tensor([[0.880797, 0.119203 - 1.0]]), atol=1e-6)
 
 
@@ -131,8 +133,16 @@ def _one_step(micro_size: int, method) -> tuple[torch.Tensor, torch.Tensor]:
     optimizer = torch.optim.SGD(head.parameters(), lr=1.0)
     before = head.linear.weight.detach().clone()
     _optimizer_step(
-        head, optimizer, Accelerator(cpu=True), FeatureBatcher(features), torch.as_tensor(weak),
-        np.arange(16), micro_size, method, 0.5, torch.device("cpu"),
+        head,
+        optimizer,
+        Accelerator(cpu=True),
+        FeatureBatcher(features),
+        torch.as_tensor(weak),
+        np.arange(16),
+        micro_size,
+        method,
+        0.5,
+        torch.device("cpu"),
     )
     return before - head.linear.weight.detach(), features  # = gradient (SGD, lr 1)
 
@@ -154,7 +164,9 @@ def test_per_micro_batch_threshold_would_differ():
     head = LinearHead(5, 2)
     probs = torch.softmax(head(features), -1).detach()
     whole = harden_balanced(probs, weak)
-    per_micro = torch.cat([harden_balanced(probs[i : i + 4], weak[i : i + 4]) for i in range(0, 16, 4)])
+    per_micro = torch.cat(
+        [harden_balanced(probs[i : i + 4], weak[i : i + 4]) for i in range(0, 16, 4)]
+    )
     assert not torch.equal(whole, per_micro)
 
 

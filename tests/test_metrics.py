@@ -43,7 +43,9 @@ def test_pgr_ci_covers_the_point_estimate_and_matches_manual_bootstrap():
     assert lo < point < hi
     # the same resampling done by hand
     idx = np.random.default_rng(3).integers(0, n, size=(500, n))
-    values = [(student[i].mean() - weak[i].mean()) / (ceiling[i].mean() - weak[i].mean()) for i in idx]
+    values = [
+        (student[i].mean() - weak[i].mean()) / (ceiling[i].mean() - weak[i].mean()) for i in idx
+    ]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
 
 

@@ -136,9 +136,13 @@ def _one_by_one(backbone: loading.LoadedBackbone, texts: list[str], how: str) ->
 
 
 @pytest.mark.parametrize("arch_fixture", ["tiny_llama", "tiny_bert"])
-def test_features_keep_order_and_match_unbatched(arch_fixture: str, request: pytest.FixtureRequest) -> None:
+def test_features_keep_order_and_match_unbatched(
+    arch_fixture: str, request: pytest.FixtureRequest
+) -> None:
     backbone = load_backbone(str(request.getfixturevalue(arch_fixture)), device="cpu")
-    features = extract_features(backbone, TEXTS, "auto", max_length=64, batch_size=3, progress=False)
+    features = extract_features(
+        backbone, TEXTS, "auto", max_length=64, batch_size=3, progress=False
+    )
     assert features.shape == (len(TEXTS), 32) and features.dtype == np.float32
     how = resolve_pooling("auto", backbone.is_decoder)
     np.testing.assert_allclose(features, _one_by_one(backbone, TEXTS, how), rtol=1e-4, atol=1e-5)
@@ -150,7 +154,10 @@ def test_length_sorted_batches_cover_everything_once() -> None:
     lengths = [5, 40, 3, 40, 12, 1, 7]
     batches = length_sorted_batches(lengths, batch_size=3, max_tokens=64)
     assert sorted(np.concatenate(batches).tolist()) == list(range(len(lengths)))
-    assert [len(b) for b in batches][:2] == [1, 1]  # two 40-token texts: 64 tokens fit only one each
+    assert [len(b) for b in batches][:2] == [
+        1,
+        1,
+    ]  # two 40-token texts: 64 tokens fit only one each
     assert all(len(b) <= 3 for b in batches)
     assert [lengths[i] for i in np.concatenate(batches)] == sorted(lengths, reverse=True)
 
@@ -163,9 +170,13 @@ def test_features_of_empty_list(tiny_llama: Path) -> None:
 def test_features_truncate_to_max_length(tiny_llama: Path) -> None:
     backbone = load_backbone(str(tiny_llama), device="cpu")
     long_text = " ".join(["the cat"] * 200)
-    short = extract_features(backbone, [long_text], "last", max_length=8, batch_size=1, progress=False)
+    short = extract_features(
+        backbone, [long_text], "last", max_length=8, batch_size=1, progress=False
+    )
     prefix = backbone.tokenizer.decode(backbone.tokenizer(long_text)["input_ids"][1:8])
-    expected = extract_features(backbone, [prefix], "last", max_length=8, batch_size=1, progress=False)
+    expected = extract_features(
+        backbone, [prefix], "last", max_length=8, batch_size=1, progress=False
+    )
     np.testing.assert_allclose(short, expected, rtol=1e-5, atol=1e-6)
 
 
@@ -187,7 +198,9 @@ def test_missing_package_names_pip_install(monkeypatch: pytest.MonkeyPatch) -> N
         model_fingerprint("smollm2-135m")  # fails early, before any stage runs
 
 
-def test_failed_gguf_conversion_leaves_nothing(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_failed_gguf_conversion_leaves_nothing(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("WEAKLIFT_CACHE", str(tmp_path / "cache"))
     gguf = tmp_path / "model.gguf"
     gguf.write_bytes(b"GGUF not really")

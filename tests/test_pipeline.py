@@ -83,7 +83,9 @@ def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path):
     on_disk = json.loads((results.run_dir / "results.json").read_text())
     assert on_disk["students"].keys() == results.data["students"].keys()
     assert first_store.executions["student"] == 2
-    assert first_store.executions["features"] == 4 + 3  # weak: 4 splits; strong: transfer, val, test
+    assert (
+        first_store.executions["features"] == 4 + 3
+    )  # weak: 4 splits; strong: transfer, val, test
 
     second_store = ArtifactStore(tmp_path / "artifacts")
     again = run_experiment(cfg, second_store)
@@ -92,13 +94,20 @@ def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path):
 
     # Changing only the method reuses splits, features, weak model, weak labels and ceiling.
     third_store = ArtifactStore(tmp_path / "artifacts")
-    run_experiment(load_config(None, _overrides(workdir, tmp_path, "methods=[product]")), third_store)
+    run_experiment(
+        load_config(None, _overrides(workdir, tmp_path, "methods=[product]")), third_store
+    )
     assert dict(third_store.executions) == {"student": 1, "evaluation": 1}
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
 def test_finetune_modes_end_to_end(workdir, tmp_path, mode):
-    cfg = load_config(None, _overrides(workdir, tmp_path, f"weak.mode={mode}", f"strong.mode={mode}", "methods=[logconf]"))
+    cfg = load_config(
+        None,
+        _overrides(
+            workdir, tmp_path, f"weak.mode={mode}", f"strong.mode={mode}", "methods=[logconf]"
+        ),
+    )
     store = ArtifactStore(tmp_path / "artifacts")
     results = run_experiment(cfg, store)
     _check_results(results.data, ["logconf"])
@@ -139,7 +148,9 @@ def test_bad_input_exits_2_with_one_line_and_no_artifact(workdir, tmp_path, caps
         "unknown_task": ["task.name=nosuch"],
         "unknown_model": ["strong.model=nosuch-model"],
         "unknown_method": ["methods=[xent,nosuch]"],
-        "missing_column": [f"task.path={_bad_file(tmp_path, 'a.jsonl', json.dumps({'review': 'x', 'label': 1}))}"],
+        "missing_column": [
+            f"task.path={_bad_file(tmp_path, 'a.jsonl', json.dumps({'review': 'x', 'label': 1}))}"
+        ],
         "label_out_of_range": [
             "task.label_column=y",
             f"task.path={_bad_file(tmp_path, 'b.jsonl', json.dumps({'review': 'x', 'y': -1}))}",

@@ -22,7 +22,9 @@ from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
 from weaklift.tasks.preference import balanced_order, pairs_from_rows
 
-DATA = Path(os.environ.get("WEAKLIFT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
+DATA = Path(
+    os.environ.get("WEAKLIFT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
 
 
 def _sigmoid(x: float) -> float:
@@ -61,8 +63,12 @@ def test_reward_head_scores_each_text_once():
     head = PairwiseRewardHead(3)
     a, b = torch.randn(4, 3), torch.randn(4, 3)
     logits = head(a, b)
-    assert torch.allclose(logits[:, 1] - logits[:, 0], (head.reward(a) - head.reward(b)).squeeze(-1))
-    assert torch.allclose(torch.softmax(logits, -1)[:, 1], torch.sigmoid(logits[:, 1] - logits[:, 0]))
+    assert torch.allclose(
+        logits[:, 1] - logits[:, 0], (head.reward(a) - head.reward(b)).squeeze(-1)
+    )
+    assert torch.allclose(
+        torch.softmax(logits, -1)[:, 1], torch.sigmoid(logits[:, 1] - logits[:, 0])
+    )
 
 
 @pytest.mark.parametrize("n", [10, 11, 1000])
@@ -95,7 +101,10 @@ def _write_pairs(path: Path, n: int = 160) -> str:
     with gzip.open(path, "wt") as handle:
         for _ in range(n):
             stem = " ".join(rng.choice(FILLER, size=4))
-            row = {"chosen": f"{stem} {rng.choice(POSITIVE)}", "rejected": f"{stem} {rng.choice(NEGATIVE)}"}
+            row = {
+                "chosen": f"{stem} {rng.choice(POSITIVE)}",
+                "rejected": f"{stem} {rng.choice(NEGATIVE)}",
+            }
             handle.write(json.dumps(row) + "\n")
     return str(path)
 
@@ -103,14 +112,27 @@ def _write_pairs(path: Path, n: int = 160) -> str:
 @pytest.mark.parametrize("mode", ["probe", "lora"])
 def test_reward_modelling_end_to_end(workdir, tmp_path, mode):  # noqa: F811
     data = _write_pairs(tmp_path / "pairs.jsonl.gz")
-    cfg = load_config(None, [
-        "task.name=anthropic_hh_pairs", f"task.path={data}",
-        f"weak.model={workdir['weak']}", f"strong.model={workdir['strong']}",
-        f"weak.mode={mode}", f"strong.mode={mode}", f"output_dir={tmp_path}",
-        "split.weak_train=40", "split.transfer=40", "split.val=20", "split.test=40",
-        "train.probe.epochs=5", "train.finetune.epochs=1", "train.finetune.lr=1e-3",
-        "methods=[xent,logconf]", "bootstrap_samples=50",
-    ])
+    cfg = load_config(
+        None,
+        [
+            "task.name=anthropic_hh_pairs",
+            f"task.path={data}",
+            f"weak.model={workdir['weak']}",
+            f"strong.model={workdir['strong']}",
+            f"weak.mode={mode}",
+            f"strong.mode={mode}",
+            f"output_dir={tmp_path}",
+            "split.weak_train=40",
+            "split.transfer=40",
+            "split.val=20",
+            "split.test=40",
+            "train.probe.epochs=5",
+            "train.finetune.epochs=1",
+            "train.finetune.lr=1e-3",
+            "methods=[xent,logconf]",
+            "bootstrap_samples=50",
+        ],
+    )
     store = ArtifactStore(tmp_path / "artifacts")
     results = run_experiment(cfg, store).data
     assert results["task"] == "anthropic_hh_pairs"

@@ -39,4 +39,6 @@ def test_too_few_examples_is_a_clear_error():
     with pytest.raises(WeakliftError, match="split sizes need 80 examples but the task has 50"):
         make_splits(LABELS[:50], SIZES, seed=0)
     with pytest.raises(WeakliftError, match="class 1"):
-        make_splits(LABELS, SplitConfig(weak_train=40, transfer=20, val=10, test=10, balance=True), 0)
+        make_splits(
+            LABELS, SplitConfig(weak_train=40, transfer=20, val=10, test=10, balance=True), 0
+        )

@@ -34,8 +34,11 @@ def test_second_call_is_a_cache_hit(tmp_path):
 def test_any_changed_input_recomputes(tmp_path, change):
     store = ArtifactStore(tmp_path)
     store.get_or_compute("stage", 1, {"p": 1}, {"up": "a"}, _writer(1.0))
-    args = {"params": ({"p": 2}, {"up": "a"}, 1), "upstream": ({"p": 1}, {"up": "b"}, 1),
-            "version": ({"p": 1}, {"up": "a"}, 2)}[change]
+    args = {
+        "params": ({"p": 2}, {"up": "a"}, 1),
+        "upstream": ({"p": 1}, {"up": "b"}, 1),
+        "version": ({"p": 1}, {"up": "a"}, 2),
+    }[change]
     store.get_or_compute("stage", args[2], args[0], args[1], _writer(1.0))
     assert store.executions["stage"] == 2
 
@@ -91,5 +94,12 @@ def test_manifest_records_inputs_and_checksums(tmp_path):
     store = ArtifactStore(tmp_path)
     art = store.get_or_compute("stage", 3, {"p": 1}, {"up": "k"}, _writer(1.0))
     manifest = json.loads((art.path / "manifest.json").read_text())
-    assert manifest["version"] == 3 and manifest["params"] == {"p": 1} and manifest["upstream"] == {"up": "k"}
-    assert set(manifest["files"]) == {"arrays.safetensors"} and len(manifest["files"]["arrays.safetensors"]) == 64
+    assert (
+        manifest["version"] == 3
+        and manifest["params"] == {"p": 1}
+        and manifest["upstream"] == {"up": "k"}
+    )
+    assert (
+        set(manifest["files"]) == {"arrays.safetensors"}
+        and len(manifest["files"]["arrays.safetensors"]) == 64
+    )

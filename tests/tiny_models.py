@@ -81,7 +81,9 @@ def _model(arch: str, vocab_size: int) -> torch.nn.Module:
         pad_token_id=0,
     )
     if arch == "llama":
-        return LlamaModel(LlamaConfig(num_key_value_heads=2, bos_token_id=2, eos_token_id=3, **shared))
+        return LlamaModel(
+            LlamaConfig(num_key_value_heads=2, bos_token_id=2, eos_token_id=3, **shared)
+        )
     if arch == "bert":
         return BertModel(BertConfig(**shared))
     raise ValueError(f"unknown tiny arch {arch!r}; use llama or bert")

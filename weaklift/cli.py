@@ -14,12 +14,22 @@ from weaklift.errors import WeakliftError
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="weaklift", description="Weak-to-strong generalization experiments.")
+    parser = argparse.ArgumentParser(
+        prog="weaklift", description="Weak-to-strong generalization experiments."
+    )
     sub = parser.add_subparsers(dest="command", required=True)
-    run = sub.add_parser("run", help="run an experiment: weak model, ceiling, one student per method, PGR")
-    run.add_argument("args", nargs="*", help="optional CONFIG.yaml, then key=value overrides (e.g. seed=1)")
-    run.add_argument("--json", action="store_true", help="print results.json to stdout instead of a table")
-    validate = sub.add_parser("validate", help="check a config (and overrides) without loading any model")
+    run = sub.add_parser(
+        "run", help="run an experiment: weak model, ceiling, one student per method, PGR"
+    )
+    run.add_argument(
+        "args", nargs="*", help="optional CONFIG.yaml, then key=value overrides (e.g. seed=1)"
+    )
+    run.add_argument(
+        "--json", action="store_true", help="print results.json to stdout instead of a table"
+    )
+    validate = sub.add_parser(
+        "validate", help="check a config (and overrides) without loading any model"
+    )
     validate.add_argument("args", nargs="*", help="CONFIG.yaml and/or key=value overrides")
     sub.add_parser("tasks", help="list built-in tasks")
     sub.add_parser("models", help="list the offline model zoo")
@@ -72,15 +82,19 @@ def _tasks(_: argparse.Namespace) -> int:
 def _models(_: argparse.Namespace) -> int:
     from weaklift.models.zoo import describe_models
 
-    print(f"{'name':<14} {'kind':<8} {'params':>7} {'hidden':>6}  {'ready':<13} {'package':<24} description")
+    print(
+        f"{'name':<14} {'kind':<8} {'params':>7} {'hidden':>6}  {'ready':<13} {'package':<24} description"
+    )
     for row in describe_models():
         ready = "converted" if row.cached else "installed" if row.installed else "not installed"
         print(
             f"{row.name:<14} {row.kind:<8} {row.params:>7} {row.hidden_size:>6}  {ready:<13} "
             f"{row.package:<24} {row.description}"
         )
-    print(f"{'tfidf':<14} {'sklearn':<8} {'—':>7} {'—':>6}  {'installed':<13} {'scikit-learn':<24} "
-          "TF-IDF n-grams + logistic regression; a cheap non-neural weak member.")
+    print(
+        f"{'tfidf':<14} {'sklearn':<8} {'—':>7} {'—':>6}  {'installed':<13} {'scikit-learn':<24} "
+        "TF-IDF n-grams + logistic regression; a cheap non-neural weak member."
+    )
     print("Any local folder, .gguf file or Hugging Face hub id works as a model too.")
     return 0
 

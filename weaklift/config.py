@@ -21,14 +21,18 @@ class _Strict(BaseModel):
 class TaskConfig(_Strict):
     name: str = Field("facts", description="Built-in task name (see `weaklift tasks`) or `file`.")
     path: str | None = Field(
-        None, description="Local data: a JSONL/CSV/Parquet file or a folder (hub columns or the original release)."
+        None,
+        description="Local data: a JSONL/CSV/Parquet file or a folder (hub columns or the original release).",
     )
     template: str | None = Field(
-        None, description='Format string over columns, e.g. "{passage}\\nQuestion: {question}" (task `file`).'
+        None,
+        description='Format string over columns, e.g. "{passage}\\nQuestion: {question}" (task `file`).',
     )
     label_column: str = Field("label", description="Column holding the label (task `file`).")
     max_examples: int | None = Field(
-        None, ge=1, description="Keep a seeded random subset of this many examples before splitting."
+        None,
+        ge=1,
+        description="Keep a seeded random subset of this many examples before splitting.",
     )
 
 
@@ -36,18 +40,27 @@ class LoraConfig(_Strict):
     r: int = Field(8, ge=1, description="LoRA rank.")
     alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
-    target_modules: str | list[str] = Field("all-linear", description="Modules LoRA wraps (peft syntax).")
+    target_modules: str | list[str] = Field(
+        "all-linear", description="Modules LoRA wraps (peft syntax)."
+    )
 
 
 class GenftConfig(_Strict):
     """Generative finetuning before weak-to-strong training (Burns et al. 2023, sec. 5.2.2)."""
 
-    enabled: bool = Field(False, description="Finetune the backbone with the causal-LM loss on task text first.")
-    mode: Literal["lora", "full"] = Field("lora", description="Train LoRA adapters (merged afterwards) or all weights.")
-    text_file: str | None = Field(
-        None, description="Plain-text file, one document per line; default: the task's inputs (all splits, no labels)."
+    enabled: bool = Field(
+        False, description="Finetune the backbone with the causal-LM loss on task text first."
     )
-    max_texts: int = Field(1000, ge=2, description="Train on at most this many texts (CPU budget); 10% held out.")
+    mode: Literal["lora", "full"] = Field(
+        "lora", description="Train LoRA adapters (merged afterwards) or all weights."
+    )
+    text_file: str | None = Field(
+        None,
+        description="Plain-text file, one document per line; default: the task's inputs (all splits, no labels).",
+    )
+    max_texts: int = Field(
+        1000, ge=2, description="Train on at most this many texts (CPU budget); 10% held out."
+    )
     epochs: int = Field(1, ge=1, description="Passes over the texts.")
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(8, ge=1, description="Texts per step.")
@@ -56,21 +69,28 @@ class GenftConfig(_Strict):
 
 
 class ModelConfig(_Strict):
-    model: str = Field(description="Zoo name (`weaklift models`), hub id, local folder, or .gguf file.")
+    model: str = Field(
+        description="Zoo name (`weaklift models`), hub id, local folder, or .gguf file."
+    )
     mode: Literal["probe", "lora", "full"] = Field(
-        "probe", description="probe: frozen cached features + head; lora: peft adapters; full: all weights."
+        "probe",
+        description="probe: frozen cached features + head; lora: peft adapters; full: all weights.",
     )
     pooling: Literal["auto", "last", "mean"] = Field(
         "auto", description="auto = last non-pad token for decoders, mean for encoders."
     )
     max_length: int = Field(256, ge=4, description="Truncate inputs to this many tokens.")
-    extract_batch_size: int = Field(32, ge=1, description="Batch size for probe feature extraction.")
+    extract_batch_size: int = Field(
+        32, ge=1, description="Batch size for probe feature extraction."
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     seed: int | None = Field(
-        None, description="This model's own seed (init, data order, bootstrap resample); default: `seed`."
+        None,
+        description="This model's own seed (init, data order, bootstrap resample); default: `seed`.",
     )
     subset: Literal["full", "bootstrap"] = Field(
-        "full", description="Weak members: train on all of weak_train, or on a bootstrap resample of it."
+        "full",
+        description="Weak members: train on all of weak_train, or on a bootstrap resample of it.",
     )
     genft: GenftConfig = Field(default_factory=GenftConfig)
 
@@ -86,9 +106,13 @@ class ModelConfig(_Strict):
 
 
 class ProbeTrainConfig(_Strict):
-    epochs: int = Field(30, ge=1, description="Passes over the training split (a linear head is cheap).")
+    epochs: int = Field(
+        30, ge=1, description="Passes over the training split (a linear head is cheap)."
+    )
     batch_size: int = Field(64, ge=1, description="Optimizer batch size.")
-    micro_batch_size: int | None = Field(None, ge=1, description="Split each batch for gradient accumulation.")
+    micro_batch_size: int | None = Field(
+        None, ge=1, description="Split each batch for gradient accumulation."
+    )
     lr: float = Field(1e-3, gt=0, description="AdamW learning rate for the head.")
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
 
@@ -96,7 +120,9 @@ class ProbeTrainConfig(_Strict):
 class FinetuneTrainConfig(_Strict):
     epochs: int = Field(2, ge=1, description="Passes over the training split.")
     batch_size: int = Field(16, ge=1, description="Optimizer batch size.")
-    micro_batch_size: int | None = Field(4, ge=1, description="Split each batch for gradient accumulation.")
+    micro_batch_size: int | None = Field(
+        4, ge=1, description="Split each batch for gradient accumulation."
+    )
     lr: float = Field(5e-5, gt=0, description="AdamW learning rate (LoRA usually wants ~1e-4).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
 
@@ -105,14 +131,19 @@ class TrainConfig(_Strict):
     probe: ProbeTrainConfig = Field(default_factory=ProbeTrainConfig)
     finetune: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
     select_best: bool = Field(
-        True, description="Keep the epoch with the best validation accuracy (students: against weak labels)."
+        True,
+        description="Keep the epoch with the best validation accuracy (students: against weak labels).",
     )
 
 
 class SplitConfig(_Strict):
     weak_train: int = Field(1000, ge=1, description="GT examples the weak supervisor trains on.")
-    transfer: int = Field(1000, ge=1, description="Examples the weak model labels for the student (ceiling: GT).")
-    val: int = Field(200, ge=1, description="Model selection (students see weak labels on it, never GT).")
+    transfer: int = Field(
+        1000, ge=1, description="Examples the weak model labels for the student (ceiling: GT)."
+    )
+    val: int = Field(
+        200, ge=1, description="Model selection (students see weak labels on it, never GT)."
+    )
     test: int = Field(1000, ge=1, description="Held-out evaluation.")
     balance: bool = Field(False, description="Equal class counts in every split.")
 
@@ -151,8 +182,12 @@ class ExperimentConfig(_Strict):
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = Field(0, description="Seeds splits, initialisation and data order.")
-    output_dir: str = Field("weaklift_runs", description="Artifact store and run folders live here.")
-    bootstrap_samples: int = Field(1000, ge=10, description="Resamples for the PGR confidence interval.")
+    output_dir: str = Field(
+        "weaklift_runs", description="Artifact store and run folders live here."
+    )
+    bootstrap_samples: int = Field(
+        1000, ge=10, description="Resamples for the PGR confidence interval."
+    )
 
     @field_validator("methods", mode="before")
     @classmethod
@@ -179,7 +214,9 @@ class ExperimentConfig(_Strict):
         if len(ladder) < 3:
             raise ValueError("ladder: list at least three models [weak, intermediate..., strong]")
         if "weak" in raw or "strong" in raw:
-            raise ValueError("ladder: set either ladder or weak/strong; the ladder's ends are weak and strong")
+            raise ValueError(
+                "ladder: set either ladder or weak/strong; the ladder's ends are weak and strong"
+            )
         return {**raw, "ladder": ladder, "weak": ladder[0], "strong": ladder[-1]}
 
     @property
@@ -194,7 +231,9 @@ class ExperimentConfig(_Strict):
             raise ValueError("strong.model: tfidf is a weak-member baseline, not a strong student")
         labels = [m.label for m in self.weak_members]
         if len(set(labels)) != len(labels):
-            raise ValueError(f"weak: duplicate members {labels}; give them different seeds or subsets")
+            raise ValueError(
+                f"weak: duplicate members {labels}; give them different seeds or subsets"
+            )
         return self
 
     @model_validator(mode="after")
@@ -205,7 +244,9 @@ class ExperimentConfig(_Strict):
             raise ValueError("methods: list at least one method, e.g. methods=[xent,logconf]")
         for i, spec in enumerate(self.methods):
             if spec.name not in METHODS:
-                raise ValueError(f"methods.{i}: unknown method {spec.name!r}; choose from {sorted(METHODS)}")
+                raise ValueError(
+                    f"methods.{i}: unknown method {spec.name!r}; choose from {sorted(METHODS)}"
+                )
             validate_method_options(spec, where=f"methods.{i}")
             weights = spec.options.get("weights")
             if isinstance(weights, list) and len(weights) != len(self.weak_members):
@@ -231,7 +272,9 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
-                raise WeakliftError(f"override {pair!r} conflicts with another override of {part!r}")
+                raise WeakliftError(
+                    f"override {pair!r} conflicts with another override of {part!r}"
+                )
         node[parts[-1]] = value
     return nested
 
@@ -272,7 +315,9 @@ def _format_validation_error(err: ValidationError) -> str:
     return f"config field {where}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
 
 
-def load_config(path: str | Path | None = None, overrides: list[str] | None = None) -> ExperimentConfig:
+def load_config(
+    path: str | Path | None = None, overrides: list[str] | None = None
+) -> ExperimentConfig:
     """Read YAML (optional), apply overrides, validate. Raises WeakliftError naming the field."""
     raw: dict[str, Any] = {}
     if path is not None:
@@ -284,7 +329,9 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
         except yaml.YAMLError as err:
             raise WeakliftError(f"config file {path} is not valid YAML ({err})") from err
         if not isinstance(raw, dict):
-            raise WeakliftError(f"config file {path} must hold a mapping of keys", "see configs/default.yaml")
+            raise WeakliftError(
+                f"config file {path} must hold a mapping of keys", "see configs/default.yaml"
+            )
     raw = _deep_merge(raw, parse_overrides(overrides or []))
     # `weak=smollm2-135m` is shorthand for `weak.model=smollm2-135m`; lists may hold bare names too.
     for side in ("weak", "strong"):
@@ -294,7 +341,10 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
             raw[side] = [{"model": m} if isinstance(m, str) else m for m in raw[side]]
     for side in ("weak", "strong"):
         if isinstance(raw.get(side), dict) and "model" not in raw[side]:
-            raw[side] = {"model": ExperimentConfig.model_fields[side].default_factory().model, **raw[side]}
+            raw[side] = {
+                "model": ExperimentConfig.model_fields[side].default_factory().model,
+                **raw[side],
+            }
     try:
         return ExperimentConfig.model_validate(raw)
     except ValidationError as err:

@@ -1,9 +1,9 @@
 """``run_experiment(config) -> Results``: the weak-to-strong graph, top to bottom.
 
-    task → splits → each weak member on GT(weak_train) → its soft labels on transfer/val/test
-                  → ceiling: strong on GT(transfer)
-                  → one student per method: strong on weak labels(transfer), selected on weak labels(val)
-                  → evaluation on test → results.json
+task → splits → each weak member on GT(weak_train) → its soft labels on transfer/val/test
+              → ceiling: strong on GT(transfer)
+              → one student per method: strong on weak labels(transfer), selected on weak labels(val)
+              → evaluation on test → results.json
 """
 
 from __future__ import annotations
@@ -63,8 +63,11 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
     # 2. Each weak supervisor learns ground truth on weak_train, then labels transfer, val and test.
     #    Members are cached one by one, so adding a member reuses the others.
     members = {member.label: weak_member_labels(ctx, member) for member in cfg.weak_members}
-    member_probs = {split: np.stack([m.arrays()[split] for m in members.values()], axis=1) for split in ("transfer", "val")}
-    members_key = stable_hash(sorted(m.key for m in members.values()))
+    member_probs = {
+        split: np.stack([m.arrays()[split] for m in members.values()], axis=1)
+        for split in ("transfer", "val")
+    }
+    members_key = stable_hash([m.key for m in members.values()])  # order matters: (N, M, K) targets
 
     # 3. The strong ceiling learns ground truth on the transfer split (after the optional generative
     #    finetuning, which ceiling and students share so the comparison stays fair).
@@ -103,12 +106,18 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
         )
 
     # 5. Bootstrapping (optional): m1 learns m0's labels, m2 learns m1's, ... up to the strong model.
-    ladders = {spec.label: run_ladder(ctx, spec, next(iter(members.values()))) for spec in cfg.methods} if cfg.ladder else {}
+    ladders = (
+        {spec.label: run_ladder(ctx, spec, next(iter(members.values()))) for spec in cfg.methods}
+        if cfg.ladder
+        else {}
+    )
 
     # 6. Evaluate everything on test; PGR with bootstrap CIs.
     metrics = evaluation_stage(ctx, members, ceiling, students).json("metrics")
     if ladders:
-        metrics["ladder"] = ladder_evaluation_stage(ctx, members, ceiling, students, ladders).json("ladder")
+        metrics["ladder"] = ladder_evaluation_stage(ctx, members, ceiling, students, ladders).json(
+            "ladder"
+        )
     return _write_results(cfg, data.name, metrics, data.label_names)
 
 
@@ -152,7 +161,9 @@ def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
     return weak_labels_stage(ctx, weak_model, member)
 
 
-def _write_results(cfg: ExperimentConfig, task_name: str, metrics: dict, label_names: list[str]) -> Results:
+def _write_results(
+    cfg: ExperimentConfig, task_name: str, metrics: dict, label_names: list[str]
+) -> Results:
     results = {
         "task": task_name,
         "weak": metrics["weak"],
@@ -167,6 +178,10 @@ def _write_results(cfg: ExperimentConfig, task_name: str, metrics: dict, label_n
         "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},
         "config": cfg.model_dump(mode="json"),
     }
-    run_dir = Path(cfg.output_dir) / "runs" / f"{task_name}-{stable_hash(cfg.model_dump(mode='json'), 10)}"
+    run_dir = (
+        Path(cfg.output_dir)
+        / "runs"
+        / f"{task_name}-{stable_hash(cfg.model_dump(mode='json'), 10)}"
+    )
     write_json_atomic(run_dir / "results.json", results)
     return Results(results, run_dir)

@@ -14,7 +14,9 @@ def _fmt(value: float | None, digits: int = 3) -> str:
 
 def results_table(results: dict[str, Any]) -> str:
     """One row per model: accuracy, AUROC, PGR [95% CI], agreement with the weak supervisor."""
-    header = f"{'model':<28} {'accuracy':>9} {'auroc':>7} {'pgr':>7} {'pgr 95% CI':>17} {'agree':>7}"
+    header = (
+        f"{'model':<28} {'accuracy':>9} {'auroc':>7} {'pgr':>7} {'pgr 95% CI':>17} {'agree':>7}"
+    )
     rows = [
         f"task {results['task']}  ·  weak {' + '.join(results['models']['weak'])}  ·  strong {results['models']['strong']}"
         f"  ·  {results['num_test']} test examples",
@@ -22,14 +24,18 @@ def results_table(results: dict[str, Any]) -> str:
         "-" * len(header),
     ]
     if results["ceiling"]["accuracy"] <= results["weak"]["accuracy"]:
-        rows.insert(0, "note: the ceiling does not beat the weak supervisor here, so PGR is not meaningful")
+        rows.insert(
+            0, "note: the ceiling does not beat the weak supervisor here, so PGR is not meaningful"
+        )
     members = results.get("weak_members", {})
     if len(members) > 1:
         for label, member in members.items():
             rows.append(_row(f"weak {label}", member))
         for how, combined in results.get("ensemble", {}).items():
             rows.append(_row(f"ensemble {how}", combined))
-    rows.append(_row("weak supervisor" if len(members) <= 1 else "weak (ensemble mean)", results["weak"]))
+    rows.append(
+        _row("weak supervisor" if len(members) <= 1 else "weak (ensemble mean)", results["weak"])
+    )
     for label, student in results["students"].items():
         rows.append(_row(f"student {label}", student))
     rows.append(_row("strong ceiling", results["ceiling"]))
@@ -37,9 +43,13 @@ def results_table(results: dict[str, Any]) -> str:
         rows.append(f"\nPGR from the best single member ({results['best_member']}):")
         for label, student in results["students"].items():
             ci = student["pgr_best_member_ci"]
-            rows.append(f"  student {label:<22} pgr {_fmt(student['pgr_best_member'], 2)}  [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]")
+            rows.append(
+                f"  student {label:<22} pgr {_fmt(student['pgr_best_member'], 2)}  [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]"
+            )
     for label, ladder in results.get("ladder", {}).items():
-        rows.append(f"\nBootstrapping ladder, method {label} (PGR against the weak supervisor and strong ceiling):")
+        rows.append(
+            f"\nBootstrapping ladder, method {label} (PGR against the weak supervisor and strong ceiling):"
+        )
         for rung in ladder["rungs"]:
             rows.append(_row(f"  rung {rung['model']}", rung))
         rows.append(_row("  direct weak → strong", ladder["direct"]))

@@ -52,7 +52,9 @@ def make_splits(labels: np.ndarray, cfg: SplitConfig, seed: int) -> Splits:
     return Splits(**parts)
 
 
-def _balanced_order(labels: np.ndarray, sizes: dict[str, int], rng: np.random.Generator) -> np.ndarray:
+def _balanced_order(
+    labels: np.ndarray, sizes: dict[str, int], rng: np.random.Generator
+) -> np.ndarray:
     """An ordering whose every split block holds equal counts of each class."""
     classes = np.unique(labels)
     per_class_pools = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in classes}

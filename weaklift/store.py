@@ -77,7 +77,9 @@ class Artifact:
 
 
 def save_arrays(folder: Path, arrays: dict[str, np.ndarray], name: str = "arrays") -> None:
-    save_numpy({k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / f"{name}.safetensors"))
+    save_numpy(
+        {k: np.ascontiguousarray(v) for k, v in arrays.items()}, str(folder / f"{name}.safetensors")
+    )
 
 
 def save_json(folder: Path, name: str, obj: Any) -> None:
@@ -93,8 +95,12 @@ class ArtifactStore:
         self.executions: Counter[str] = Counter()
         self._remove_abandoned_temporaries()
 
-    def key(self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]) -> str:
-        return stable_hash({"stage": stage, "version": version, "params": params, "upstream": upstream})
+    def key(
+        self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]
+    ) -> str:
+        return stable_hash(
+            {"stage": stage, "version": version, "params": params, "upstream": upstream}
+        )
 
     def get_or_compute(
         self,
@@ -116,7 +122,9 @@ class ArtifactStore:
         try:
             meta = compute(tmp) or {}
             files = {
-                p.relative_to(tmp).as_posix(): file_sha256(p) for p in sorted(tmp.rglob("*")) if p.is_file()
+                p.relative_to(tmp).as_posix(): file_sha256(p)
+                for p in sorted(tmp.rglob("*"))
+                if p.is_file()
             }
             manifest = {
                 "stage": stage,
@@ -127,7 +135,9 @@ class ArtifactStore:
                 "meta": meta,
                 "files": files,
             }
-            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2, default=_json_default) + "\n")
+            (tmp / MANIFEST).write_text(
+                json.dumps(manifest, indent=2, default=_json_default) + "\n"
+            )
             if final.exists():  # another process finished first; keep theirs
                 shutil.rmtree(tmp)
             else:
@@ -158,11 +168,14 @@ class ArtifactStore:
         for tmp in self.root.glob(f"*/{_TMP_PREFIX}*"):
             parts = tmp.name.split("-")
             pid = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
-            if pid is None or not _pid_alive(pid):
-                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(missing_ok=True)
+            if pid is None or not pid_alive(pid):
+                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(
+                    missing_ok=True
+                )
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this id still runs (its temporary folders may still be in use)."""
     if pid == os.getpid():
         return True
     try:

@@ -44,4 +44,11 @@ def method_params(spec) -> dict:
     return {"name": spec.name, "options": validate_method_options(spec).model_dump()}
 
 
-__all__ = ["METHODS", "Method", "MethodOptions", "build_method", "method_params", "soft_cross_entropy"]
+__all__ = [
+    "METHODS",
+    "Method",
+    "MethodOptions",
+    "build_method",
+    "method_params",
+    "soft_cross_entropy",
+]

@@ -34,7 +34,9 @@ class Method(Protocol):
 
     def __init__(self, options: MethodOptions) -> None: ...
 
-    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
         """Per-example tensor (B, ...) computed over the whole optimizer batch, or None."""
         ...
 
@@ -59,7 +61,9 @@ class BaseMethod:
     def __init__(self, options: MethodOptions | None = None):
         self.options = options or self.Options()
 
-    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor | None:
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
         return None
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:

@@ -17,18 +17,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from weaklift.methods.base import BaseMethod, MethodOptions
+from weaklift.methods.base import MethodOptions
 from weaklift.methods.ensemble import (
     Combine,
+    EnsembleTargetMethod,
     Weighting,
-    check_members,
-    combine,
-    default_member_weights,
-    example_weights,
-    pack_batch_stats,
-    unpack_batch_stats,
 )
-from weaklift.methods.logconf import confidence_weight, harden_balanced
 
 Evidence = Literal["softplus", "exp", "relu"]
 EXP_CLAMP = 10.0  # exp evidence clamps logits to ±10 (as in Sensoy et al.'s code) so α stays finite
@@ -110,22 +104,13 @@ def kl_anneal(progress: float, anneal: float) -> float:
     return min(1.0, max(0.0, progress) / anneal)
 
 
-class Bayes(BaseMethod):
+class Bayes(EnsembleTargetMethod):
     name = "bayes"
     paper = (
         "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation; "
         "Sensoy et al. 2018, Evidential Deep Learning to Quantify Classification Uncertainty"
     )
     Options = BayesOptions
-    multi_weak = True
-
-    def __init__(self, options: BayesOptions | None = None):
-        super().__init__(options)
-        o = self.options
-        # hardening, the log pool's confidences and the example-weight mean are batch statistics
-        self.needs_batch_context = (
-            o.aux_alpha > 0 or o.combine == "logpool" or o.weighting != "none"
-        )
 
     def dirichlet(self, logits: torch.Tensor) -> torch.Tensor:
         """Dirichlet parameters α = evidence + 1, (B, K)."""
@@ -140,36 +125,9 @@ class Bayes(BaseMethod):
         alpha = self.dirichlet(logits)  # (B, K)
         return alpha.shape[-1] / alpha.sum(dim=-1)
 
-    def _batch_stats(self, student_probs: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
-        member_w = default_member_weights(member_probs, self.options.combine)  # (M,)
-        ex_w = example_weights(member_probs, self.options.weighting)  # (B,)
-        hardened = None
-        if self.options.aux_alpha > 0:
-            target = combine(member_probs, self.options.combine, member_w)  # (B, K)
-            hardened = harden_balanced(student_probs.detach().float(), target)  # (B, K)
-        return pack_batch_stats(ex_w, member_w, hardened)  # (B, 1 + M [+ K])
-
-    def batch_context(
-        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
-    ) -> torch.Tensor | None:
-        if not self.needs_batch_context:
-            return None
-        check_members(weak_probs, self.name)
-        return self._batch_stats(student_probs, weak_probs)
-
-    def target(
-        self,
-        member_probs: torch.Tensor,
-        member_w: torch.Tensor,
-        hardened: torch.Tensor | None,
-        progress: float,
-    ) -> torch.Tensor:
-        """Training target (b, K): combined ensemble, mixed with hardened labels if aux is on."""
-        y = combine(member_probs, self.options.combine, member_w)  # (b, K)
-        if hardened is None:
-            return y
-        c = confidence_weight(progress, self.options.aux_alpha, self.options.aux_warmup)
-        return (1 - c) * y + c * hardened
+    def hardening_schedule(self) -> tuple[float, float] | None:
+        o = self.options
+        return (o.aux_alpha, o.aux_warmup) if o.aux_alpha > 0 else None
 
     def loss(
         self,
@@ -178,10 +136,7 @@ class Bayes(BaseMethod):
         progress: float,
         context: torch.Tensor | None,
     ) -> torch.Tensor:
-        check_members(weak_probs, self.name)
-        if context is None:  # the micro-batch is the batch
-            context = self._batch_stats(self.probabilities(logits.detach()), weak_probs)
-        ex_w, member_w, hardened = unpack_batch_stats(context, weak_probs.shape[1])
+        ex_w, member_w, hardened = self.unpack_context(logits, weak_probs, context)
         y = self.target(weak_probs, member_w, hardened, progress)  # (b, K)
         alpha = self.dirichlet(logits)  # (b, K)
         alpha_tilde = (alpha - 1) * (1 - y) + 1  # (b, K) evidence the target does not support

@@ -16,6 +16,9 @@ from typing import Literal
 
 import torch
 
+from weaklift.methods.base import BaseMethod, MethodOptions
+from weaklift.methods.logconf import confidence_weight, harden_balanced
+
 Combine = Literal["mean", "vote", "logpool"]
 Weighting = Literal["none", "entropy", "dirichlet"]
 
@@ -182,3 +185,68 @@ def check_members(weak_probs: torch.Tensor, method: str) -> None:
             f"{method}: expects weak probabilities of shape (batch, members, classes), got "
             f"{tuple(weak_probs.shape)}; configure weak as a list of models"
         )
+
+
+class EnsembleTargetMethod(BaseMethod):
+    """Shared by ``joint`` and ``bayes``: one target y = combine(members), optionally mixed with the
+    student's balance-keeping hardened labels, and per-example agreement weights.
+
+    Subclasses say which options drive the mix through ``hardening_schedule``; the batch
+    statistics (member weights, example weights, hardened labels) are computed over the whole
+    optimizer batch and packed into one (B, 1 + M [+ K]) context tensor.
+    """
+
+    multi_weak = True
+
+    def __init__(self, options: MethodOptions | None = None):
+        super().__init__(options)
+        o = self.options
+        # hardening, the log pool's confidences and the example-weight mean are batch statistics
+        self.needs_batch_context = (
+            self.hardening_schedule() is not None or o.combine == "logpool" or o.weighting != "none"
+        )
+
+    def hardening_schedule(self) -> tuple[float, float] | None:
+        """(final weight, warm-up fraction) of the hardened student labels, or None when off."""
+        raise NotImplementedError
+
+    def _batch_stats(self, student_probs: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
+        member_w = default_member_weights(member_probs, self.options.combine)  # (M,)
+        ex_w = example_weights(member_probs, self.options.weighting)  # (B,)
+        hardened = None
+        if self.hardening_schedule() is not None:
+            target = combine(member_probs, self.options.combine, member_w)  # (B, K)
+            hardened = harden_balanced(student_probs.detach().float(), target)  # (B, K)
+        return pack_batch_stats(ex_w, member_w, hardened)  # (B, 1 + M [+ K])
+
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
+        if not self.needs_batch_context:
+            return None
+        check_members(weak_probs, self.name)
+        return self._batch_stats(student_probs, weak_probs)
+
+    def unpack_context(
+        self, logits: torch.Tensor, weak_probs: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(example weights (b,), member weights (M,), hardened (b, K) or None) for a micro-batch."""
+        check_members(weak_probs, self.name)
+        if context is None:  # the micro-batch is the batch
+            context = self._batch_stats(self.probabilities(logits.detach()), weak_probs)
+        return unpack_batch_stats(context, weak_probs.shape[1])
+
+    def target(
+        self,
+        member_probs: torch.Tensor,
+        member_w: torch.Tensor,
+        hardened: torch.Tensor | None,
+        progress: float,
+    ) -> torch.Tensor:
+        """Training target (b, K): the combined ensemble, mixed with hardened labels when on."""
+        y = combine(member_probs, self.options.combine, member_w)  # (b, K)
+        schedule = self.hardening_schedule()
+        if hardened is None or schedule is None:
+            return y
+        c = confidence_weight(progress, *schedule)
+        return (1 - c) * y + c * hardened

@@ -17,5 +17,7 @@ class Hard(BaseMethod):
     paper = "Burns et al. 2023, Weak-to-Strong Generalization (hard-label baseline)"
     Options = HardOptions
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None
+    ) -> torch.Tensor:
         return F.cross_entropy(logits.float(), weak_probs.argmax(dim=-1))

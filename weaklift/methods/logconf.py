@@ -18,8 +18,12 @@ from weaklift.methods.base import BaseMethod, MethodOptions, soft_cross_entropy
 
 
 class LogconfOptions(MethodOptions):
-    alpha: float = Field(0.5, ge=0, le=1, description="Final weight of the student's hardened prediction.")
-    warmup: float = Field(0.2, ge=0, le=1, description="Fraction of training over which c rises from 0 to alpha.")
+    alpha: float = Field(
+        0.5, ge=0, le=1, description="Final weight of the student's hardened prediction."
+    )
+    warmup: float = Field(
+        0.2, ge=0, le=1, description="Fraction of training over which c rises from 0 to alpha."
+    )
 
 
 def confidence_weight(progress: float, alpha: float, warmup: float) -> float:
@@ -56,16 +60,28 @@ def harden_balanced(student_probs: torch.Tensor, weak_probs: torch.Tensor) -> to
 
 class Logconf(BaseMethod):
     name = "logconf"
-    paper = "Burns et al. 2023, Weak-to-Strong Generalization, auxiliary confidence loss (sec. 4.3.2)"
+    paper = (
+        "Burns et al. 2023, Weak-to-Strong Generalization, auxiliary confidence loss (sec. 4.3.2)"
+    )
     Options = LogconfOptions
     needs_batch_context = True
 
-    def batch_context(self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float) -> torch.Tensor:
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor:
         return harden_balanced(student_probs.detach(), weak_probs)
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context: torch.Tensor | None) -> torch.Tensor:
+    def loss(
+        self,
+        logits: torch.Tensor,
+        weak_probs: torch.Tensor,
+        progress: float,
+        context: torch.Tensor | None,
+    ) -> torch.Tensor:
         if context is None:  # called without a batch context: the micro-batch is the batch
-            context = self.batch_context(torch.softmax(logits.detach().float(), dim=-1), weak_probs, progress)
+            context = self.batch_context(
+                torch.softmax(logits.detach().float(), dim=-1), weak_probs, progress
+            )
         c = confidence_weight(progress, self.options.alpha, self.options.warmup)
         target = (1 - c) * weak_probs.float() + c * context.float()
         return soft_cross_entropy(logits, target)

@@ -18,10 +18,12 @@ class Product(BaseMethod):
     paper = "EleutherAI/w2s (product-of-experts target), after Burns et al. 2023"
     Options = ProductOptions
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None
+    ) -> torch.Tensor:
         student = torch.softmax(logits.float(), dim=-1).detach()
-        log_target = self.options.alpha * torch.log(weak_probs.float().clamp_min(1e-12)) + self.options.beta * torch.log(
-            student.clamp_min(1e-12)
-        )
+        log_target = self.options.alpha * torch.log(
+            weak_probs.float().clamp_min(1e-12)
+        ) + self.options.beta * torch.log(student.clamp_min(1e-12))
         target = torch.softmax(log_target, dim=-1)  # normalised product, computed in log space
         return soft_cross_entropy(logits, target)

@@ -16,5 +16,7 @@ class Xent(BaseMethod):
     paper = "Burns et al. 2023, Weak-to-Strong Generalization (naive finetuning baseline)"
     Options = XentOptions
 
-    def loss(self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None) -> torch.Tensor:
+    def loss(
+        self, logits: torch.Tensor, weak_probs: torch.Tensor, progress: float, context=None
+    ) -> torch.Tensor:
         return soft_cross_entropy(logits, weak_probs)

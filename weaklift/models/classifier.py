@@ -23,10 +23,14 @@ class LinearHead(nn.Module):
     rate work for backbones whose hidden states differ in scale by orders of magnitude.
     """
 
-    def __init__(self, hidden_size: int, num_classes: int, train_features: torch.Tensor | None = None):
+    def __init__(
+        self, hidden_size: int, num_classes: int, train_features: torch.Tensor | None = None
+    ):
         super().__init__()
         self.linear = nn.Linear(hidden_size, num_classes)
-        mean = torch.zeros(hidden_size) if train_features is None else train_features.float().mean(0)
+        mean = (
+            torch.zeros(hidden_size) if train_features is None else train_features.float().mean(0)
+        )
         std = torch.ones(hidden_size) if train_features is None else train_features.float().std(0)
         self.register_buffer("feature_mean", mean)
         self.register_buffer("feature_std", std.clamp_min(1e-6))
@@ -47,7 +51,9 @@ class PairwiseRewardHead(nn.Module):
         super().__init__()
         self.reward = LinearHead(hidden_size, 1, train_features)
 
-    def forward(self, features: torch.Tensor, features_b: torch.Tensor) -> torch.Tensor:  # -> (B, 2)
+    def forward(
+        self, features: torch.Tensor, features_b: torch.Tensor
+    ) -> torch.Tensor:  # -> (B, 2)
         return torch.cat([self.reward(features_b), self.reward(features)], dim=-1)
 
 
@@ -61,7 +67,9 @@ class BackboneClassifier(nn.Module):
         self.head = nn.Linear(hidden_size, num_classes)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state  # (B, T, H)
+        hidden = self.backbone(
+            input_ids=input_ids, attention_mask=attention_mask
+        ).last_hidden_state  # (B, T, H)
         pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
         return self.head(pooled.to(self.head.weight.dtype))  # (B, K)
 
@@ -115,7 +123,9 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     """What training changed: a probe's whole (tiny) state; a finetuned model's trainable weights."""
     if isinstance(model, LinearHead | PairwiseRewardHead):
         return {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
-    return {n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad}
+    return {
+        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+    }
 
 
 def save_trainable(model: nn.Module, path: Path) -> None:

@@ -40,7 +40,9 @@ def extract_features(
     if not texts:
         return features
     ids = tokenize(backbone, texts, max_length)
-    bar = tqdm(total=len(texts), desc=f"features {backbone.name}", unit="text", disable=not progress)
+    bar = tqdm(
+        total=len(texts), desc=f"features {backbone.name}", unit="text", disable=not progress
+    )
     with torch.inference_mode(), bar:
         for rows in length_sorted_batches([len(seq) for seq in ids], batch_size, max_batch_tokens):
             features[rows] = _embed_batch(backbone, [ids[i] for i in rows], how)
@@ -65,7 +67,11 @@ def tokenize(backbone: LoadedBackbone, texts: list[str], max_length: int) -> lis
     """Token ids per text, truncated, unpadded; an empty text becomes one special token."""
     tokenizer = backbone.tokenizer
     ids = tokenizer(list(texts), truncation=True, max_length=max_length)["input_ids"]
-    filler = next(t for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id) if t is not None)
+    filler = next(
+        t
+        for t in (tokenizer.bos_token_id, tokenizer.eos_token_id, tokenizer.pad_token_id)
+        if t is not None
+    )
     return [seq if seq else [filler] for seq in ids]
 
 

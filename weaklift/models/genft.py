@@ -37,7 +37,9 @@ def _labels(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return input_ids.masked_fill(mask == 0, -100)  # (B, T); -100 = ignored by the LM loss
 
 
-def _batches(tokenizer, texts: list[str], max_length: int, batch_size: int, device) -> list[tuple[torch.Tensor, torch.Tensor]]:
+def _batches(
+    tokenizer, texts: list[str], max_length: int, batch_size: int, device
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
     ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
     ids = [seq for seq in ids if len(seq) > 1]
     batches = []
@@ -47,13 +49,18 @@ def _batches(tokenizer, texts: list[str], max_length: int, batch_size: int, devi
     return batches
 
 
-def generative_finetune(model_name: str, texts: list[str], cfg: GenftConfig, out: Path, seed: int) -> dict:
+def generative_finetune(
+    model_name: str, texts: list[str], cfg: GenftConfig, out: Path, seed: int
+) -> dict:
     """Finetune ``model_name`` with the causal-LM loss on ``texts``; save model + tokenizer in ``out``."""
     from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_source(model_name)
     if not is_decoder_config(AutoConfig.from_pretrained(source)):
-        raise WeakliftError(f"generative finetuning needs a decoder; {model_name} is an encoder", "set strong.genft.enabled=false")
+        raise WeakliftError(
+            f"generative finetuning needs a decoder; {model_name} is an encoder",
+            "set strong.genft.enabled=false",
+        )
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token_id is None:
@@ -63,7 +70,15 @@ def generative_finetune(model_name: str, texts: list[str], cfg: GenftConfig, out
     if cfg.mode == "lora":
         from peft import LoraConfig, get_peft_model
 
-        model = get_peft_model(model, LoraConfig(r=cfg.lora.r, lora_alpha=cfg.lora.alpha, target_modules=cfg.lora.target_modules, task_type="CAUSAL_LM"))
+        model = get_peft_model(
+            model,
+            LoraConfig(
+                r=cfg.lora.r,
+                lora_alpha=cfg.lora.alpha,
+                target_modules=cfg.lora.target_modules,
+                task_type="CAUSAL_LM",
+            ),
+        )
     rng = np.random.default_rng(seed)
     texts = [texts[i] for i in rng.permutation(len(texts))[: cfg.max_texts]]
     held_out = max(1, len(texts) // 10)  # measure the LM loss on texts it does not train on
@@ -74,7 +89,9 @@ def generative_finetune(model_name: str, texts: list[str], cfg: GenftConfig, out
     model.train()
     for _ in range(cfg.epochs):
         for input_ids, mask in tqdm(train, desc=f"genft {model_name}", leave=False):
-            loss = model(input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)).loss
+            loss = model(
+                input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)
+            ).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
@@ -84,5 +101,8 @@ def generative_finetune(model_name: str, texts: list[str], cfg: GenftConfig, out
     model.save_pretrained(out / "model")
     tokenizer.save_pretrained(out / "model")
     if not (math.isfinite(before) and math.isfinite(after)):
-        raise WeakliftError(f"generative finetuning of {model_name} diverged (loss {after})", "lower strong.genft.lr")
+        raise WeakliftError(
+            f"generative finetuning of {model_name} diverged (loss {after})",
+            "lower strong.genft.lr",
+        )
     return {"lm_loss_before": before, "lm_loss_after": after, "texts": len(texts) - held_out}

@@ -72,7 +72,9 @@ def resolve_source(model: str) -> str:
         return str(ZOO[model].resolve())
     if kind == "gguf":
         gguf_file = Path(where)
-        folder = _from_pretrained(model, "gguf", lambda: convert_gguf(gguf_file, gguf_cache_dir(gguf_file)))
+        folder = _from_pretrained(
+            model, "gguf", lambda: convert_gguf(gguf_file, gguf_cache_dir(gguf_file))
+        )
         return str(folder)
     return str(where)
 
@@ -87,13 +89,17 @@ def classify_model(model: str) -> tuple[str, Path | str]:
         return "gguf", path.resolve()
     if path.is_dir():
         if not (path / "config.json").is_file():
-            raise WeakliftError(f"folder {model} has no config.json", "point to a saved Hugging Face model folder")
+            raise WeakliftError(
+                f"folder {model} has no config.json", "point to a saved Hugging Face model folder"
+            )
         return "dir", path.resolve()
     if path.exists():
         raise WeakliftError(f"{model} is a file but not a .gguf", _HOW_TO)
     if _looks_like_hub_id(model):
         return "hub", model
-    raise WeakliftError(f"unknown model {model!r} (not a zoo name, folder, .gguf file or hub id)", _HOW_TO)
+    raise WeakliftError(
+        f"unknown model {model!r} (not a zoo name, folder, .gguf file or hub id)", _HOW_TO
+    )
 
 
 def gguf_cache_dir(gguf_file: Path) -> Path:
@@ -157,7 +163,9 @@ def _from_pretrained(model: str, what: str, load: Any) -> Any:
         raise
     except (OSError, ValueError, KeyError, ImportError, RuntimeError) as err:
         first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise WeakliftError(f"could not load model {model} ({what}: {first_line})", _HOW_TO) from err
+        raise WeakliftError(
+            f"could not load model {model} ({what}: {first_line})", _HOW_TO
+        ) from err
 
 
 def _load_config(model: str, source: str) -> PretrainedConfig:

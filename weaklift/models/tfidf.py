@@ -30,12 +30,19 @@ class TfidfClassifier:
     def fit(self, texts: list[str], labels: np.ndarray) -> TfidfClassifier:
         self.vectorizer_ = TfidfVectorizer(**_VECTORIZER).fit(texts)
         features = self.vectorizer_.transform(texts)
-        model = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed).fit(features, labels)
+        model = LogisticRegression(C=self.C, max_iter=2000, random_state=self.seed).fit(
+            features, labels
+        )
         # Expand to all K classes even if the training sample missed one.
         self.coef_ = np.zeros((self.num_classes, features.shape[1]), dtype=np.float64)
-        self.intercept_ = np.full(self.num_classes, -1e4 if len(model.classes_) < self.num_classes else 0.0)
+        self.intercept_ = np.full(
+            self.num_classes, -1e4 if len(model.classes_) < self.num_classes else 0.0
+        )
         if len(model.classes_) == 2:  # sklearn stores one row for binary problems
-            rows, intercepts = np.vstack([-model.coef_[0], model.coef_[0]]) / 2, np.array([-1, 1]) * model.intercept_[0] / 2
+            rows, intercepts = (
+                np.vstack([-model.coef_[0], model.coef_[0]]) / 2,
+                np.array([-1, 1]) * model.intercept_[0] / 2,
+            )
         else:
             rows, intercepts = model.coef_, model.intercept_
         self.coef_[model.classes_] = rows
@@ -51,7 +58,11 @@ class TfidfClassifier:
     def save(self, folder: Path) -> None:
         vocabulary = {term: int(i) for term, i in sorted(self.vectorizer_.vocabulary_.items())}
         (folder / "vocabulary.json").write_text(json.dumps(vocabulary))
-        save_arrays(folder, {"idf": self.vectorizer_.idf_, "coef": self.coef_, "intercept": self.intercept_}, "weights")
+        save_arrays(
+            folder,
+            {"idf": self.vectorizer_.idf_, "coef": self.coef_, "intercept": self.intercept_},
+            "weights",
+        )
 
     @classmethod
     def load(cls, folder: Path, num_classes: int) -> TfidfClassifier:

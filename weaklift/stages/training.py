@@ -100,7 +100,12 @@ class _Inputs:
             arrays = features_stage(self.ctx, self.model_cfg, split).arrays()
             return FeatureBatcher(arrays["features"], arrays.get("features_b"))
         loaded = self.ctx.backbone(self.model_cfg.model)
-        return TokenBatcher(loaded.tokenizer, self.ctx.texts(split), self.model_cfg.max_length, self.ctx.texts_b(split))
+        return TokenBatcher(
+            loaded.tokenizer,
+            self.ctx.texts(split),
+            self.model_cfg.max_length,
+            self.ctx.texts_b(split),
+        )
 
     def new_model(self, seed: int, train_split: str) -> torch.nn.Module:
         torch.manual_seed(seed)
@@ -114,7 +119,9 @@ class _Inputs:
         # A fresh copy of the pretrained weights for every finetuned model.
         self.ctx._backbones.pop(self.model_cfg.model, None)
         loaded = self.ctx.backbone(self.model_cfg.model)
-        return build_backbone_classifier(loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise)
+        return build_backbone_classifier(
+            loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise
+        )
 
 
 def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
@@ -134,8 +141,12 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
         model = inputs.new_model(loop.seed, req.train_split)
         method = build_method(req.method) if req.method else Xent()
         name = req.method.label if req.method else req.stage
-        source = f"weak labels, method {name}" if req.method else f"ground truth of {req.train_split}"
-        log.info("training %s %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, source)
+        source = (
+            f"weak labels, method {name}" if req.method else f"ground truth of {req.train_split}"
+        )
+        log.info(
+            "training %s %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, source
+        )
         rows = training_rows(len(req.targets), req.model_cfg.subset, loop.seed)
         history = train_classifier(
             model,
@@ -148,10 +159,14 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
             desc=f"{req.stage} {name}",
         )
         save_trainable(model, out / "weights.safetensors")
-        predictions = {s: predict_proba(model, inputs.batcher(s), method) for s in req.predict_splits}
+        predictions = {
+            s: predict_proba(model, inputs.batcher(s), method) for s in req.predict_splits
+        }
         if hasattr(method, "uncertainty"):  # evidential students: K/S per example
             for s in req.predict_splits:
-                predictions[f"{s}_uncertainty"] = predict_uncertainty(model, inputs.batcher(s), method)
+                predictions[f"{s}_uncertainty"] = predict_uncertainty(
+                    model, inputs.batcher(s), method
+                )
         if predictions:
             save_arrays(out, predictions, name="predictions")
         return {"history": history.__dict__}
@@ -169,9 +184,16 @@ def training_rows(n: int, subset: str, seed: int) -> np.ndarray:
 def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifact, Artifact]:
     """The non-neural weak member: fit TF-IDF + logistic regression on GT(weak_train), label the rest."""
     if ctx.pairwise:
-        raise WeakliftError("weak member tfidf scores single texts, not preference pairs", "use a neural weak model")
+        raise WeakliftError(
+            "weak member tfidf scores single texts, not preference pairs", "use a neural weak model"
+        )
     seed = ctx.cfg.seed if member.seed is None else member.seed
-    params = {"model": TFIDF_MODEL, "subset": member.subset, "seed": seed, "num_classes": ctx.data.num_classes}
+    params = {
+        "model": TFIDF_MODEL,
+        "subset": member.subset,
+        "seed": seed,
+        "num_classes": ctx.data.num_classes,
+    }
 
     def fit(out: Path) -> dict:
         rows = training_rows(len(ctx.splits["weak_train"]), member.subset, seed)
@@ -181,14 +203,20 @@ def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifac
         model.fit([texts[i] for i in rows], ctx.labels("weak_train")[rows]).save(out)
         return {}
 
-    weak_model = ctx.store.get_or_compute("weak_model", TRAIN_VERSION, params, {"splits": ctx.splits_key}, fit)
+    weak_model = ctx.store.get_or_compute(
+        "weak_model", TRAIN_VERSION, params, {"splits": ctx.splits_key}, fit
+    )
 
     def label(out: Path) -> dict:
         model = TfidfClassifier.load(weak_model.path, ctx.data.num_classes)
-        save_arrays(out, {s: model.predict_proba(ctx.texts(s)) for s in ("transfer", "val", "test")})
+        save_arrays(
+            out, {s: model.predict_proba(ctx.texts(s)) for s in ("transfer", "val", "test")}
+        )
         return {}
 
-    labels = ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, {"weak_model": weak_model.key}, label)
+    labels = ctx.store.get_or_compute(
+        "weak_labels", LABELS_VERSION, {}, {"weak_model": weak_model.key}, label
+    )
     return weak_model, labels
 
 

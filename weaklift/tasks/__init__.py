@@ -14,7 +14,14 @@ from weaklift.tasks.builtin import TaskSpec
 from weaklift.tasks.facts import load_facts
 from weaklift.tasks.preference import load_hh_pairs
 
-__all__ = ["TASKS", "ClassificationData", "PreferenceData", "TaskSpec", "describe_tasks", "load_task"]
+__all__ = [
+    "TASKS",
+    "ClassificationData",
+    "PreferenceData",
+    "TaskSpec",
+    "describe_tasks",
+    "load_task",
+]
 
 TASKS: dict[str, TaskSpec] = {
     "facts": TaskSpec(

@@ -26,9 +26,13 @@ class ClassificationData:
 
     def __post_init__(self) -> None:
         if len(self.texts) == 0:
-            raise WeakliftError(f"task {self.name!r} loaded no examples", "check task.path and its columns")
+            raise WeakliftError(
+                f"task {self.name!r} loaded no examples", "check task.path and its columns"
+            )
         if len(self.texts) != len(self.labels):
-            raise WeakliftError(f"task {self.name!r}: {len(self.texts)} texts but {len(self.labels)} labels")
+            raise WeakliftError(
+                f"task {self.name!r}: {len(self.texts)} texts but {len(self.labels)} labels"
+            )
         labels = np.asarray(self.labels)
         if labels.min() < 0 or labels.max() >= len(self.label_names):
             bad = int(labels[(labels < 0) | (labels >= len(self.label_names))][0])
@@ -38,7 +42,9 @@ class ClassificationData:
             )
         for i, text in enumerate(self.texts):
             if not isinstance(text, str) or not text:
-                raise WeakliftError(f"task {self.name!r}: example {i} has an empty or non-text input")
+                raise WeakliftError(
+                    f"task {self.name!r}: example {i} has an empty or non-text input"
+                )
 
     @property
     def num_classes(self) -> int:
@@ -46,7 +52,9 @@ class ClassificationData:
 
     def fingerprint(self) -> str:
         """Hash of the content, so a changed data file never reuses stale splits or features."""
-        return stable_hash({"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names})
+        return stable_hash(
+            {"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names}
+        )
 
 
 @dataclass(frozen=True)
@@ -62,7 +70,9 @@ class PreferenceData(ClassificationData):
     def __post_init__(self) -> None:
         super().__post_init__()
         if len(self.texts_b) != len(self.texts):
-            raise WeakliftError(f"task {self.name!r}: {len(self.texts)} first texts but {len(self.texts_b)} second")
+            raise WeakliftError(
+                f"task {self.name!r}: {len(self.texts)} first texts but {len(self.texts_b)} second"
+            )
 
     def fingerprint(self) -> str:
         return stable_hash({"pairs": super().fingerprint(), "texts_b": self.texts_b})

@@ -24,7 +24,9 @@ def balanced_order(n: int, rng: np.random.Generator) -> np.ndarray:
     return mask
 
 
-def pairs_from_rows(name: str, chosen: list[str], rejected: list[str], rng: np.random.Generator, source: str) -> PreferenceData:
+def pairs_from_rows(
+    name: str, chosen: list[str], rejected: list[str], rng: np.random.Generator, source: str
+) -> PreferenceData:
     chosen_first = balanced_order(len(chosen), rng)
     first = [c if f else r for c, r, f in zip(chosen, rejected, chosen_first, strict=True)]
     second = [r if f else c for c, r, f in zip(chosen, rejected, chosen_first, strict=True)]
@@ -46,4 +48,10 @@ def load_hh_pairs(cfg: TaskConfig, seed: int) -> PreferenceData:
     rows = [r for r in rows if r["chosen"] != r["rejected"]]  # identical pairs carry no preference
     source = str(cfg.path) if cfg.path else HH_HUB_ID
     rng = task_rng(seed, _SEED_OFFSET)
-    return pairs_from_rows("anthropic_hh_pairs", [r["chosen"] for r in rows], [r["rejected"] for r in rows], rng, source)
+    return pairs_from_rows(
+        "anthropic_hh_pairs",
+        [r["chosen"] for r in rows],
+        [r["rejected"] for r in rows],
+        rng,
+        source,
+    )

@@ -19,7 +19,9 @@ class FeatureBatcher:
 
     def __init__(self, features: np.ndarray, features_b: np.ndarray | None = None):
         self.features = torch.as_tensor(features, dtype=torch.float32)
-        self.features_b = None if features_b is None else torch.as_tensor(features_b, dtype=torch.float32)
+        self.features_b = (
+            None if features_b is None else torch.as_tensor(features_b, dtype=torch.float32)
+        )
 
     def __len__(self) -> int:
         return len(self.features)
@@ -35,7 +37,9 @@ class FeatureBatcher:
 class TokenBatcher:
     """LoRA/full mode: texts tokenised once, right-padded to each batch's own longest row."""
 
-    def __init__(self, tokenizer, texts: list[str], max_length: int, texts_b: list[str] | None = None):
+    def __init__(
+        self, tokenizer, texts: list[str], max_length: int, texts_b: list[str] | None = None
+    ):
         encoded = tokenizer(texts, truncation=True, max_length=max_length, add_special_tokens=True)
         self.ids = [list(ids) for ids in encoded["input_ids"]]
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

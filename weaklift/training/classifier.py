@@ -76,7 +76,18 @@ def train_classifier(
         losses = []
         for batch_rows in _chunks(order, cfg.batch_size):
             progress = step / total_steps
-            loss = _optimizer_step(model, optimizer, accelerator, data, all_targets, batch_rows, micro_size, method, progress, device)
+            loss = _optimizer_step(
+                model,
+                optimizer,
+                accelerator,
+                data,
+                all_targets,
+                batch_rows,
+                micro_size,
+                method,
+                progress,
+                device,
+            )
             losses.append(loss)
             step += 1
             bar.update(1)
@@ -86,7 +97,9 @@ def train_classifier(
             history.val_accuracy.append(acc)
             if cfg.select_best and acc > best_acc:
                 best_acc, history.best_epoch = acc, epoch
-                best_state = copy.deepcopy({n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad})
+                best_state = copy.deepcopy(
+                    {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+                )
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
@@ -113,8 +126,12 @@ def _optimizer_step(
     context = None
     if method.needs_batch_context and len(micro_batches) > 1:
         with torch.no_grad():
-            probs = torch.cat([method.probabilities(model(**data.batch(m, device))) for m in micro_batches])
-        context = method.batch_context(probs, weak, progress)  # (B, ...) over the whole optimizer batch
+            probs = torch.cat(
+                [method.probabilities(model(**data.batch(m, device))) for m in micro_batches]
+            )
+        context = method.batch_context(
+            probs, weak, progress
+        )  # (B, ...) over the whole optimizer batch
     optimizer.zero_grad()
     total, start = 0.0, 0
     for micro in micro_batches:
@@ -122,8 +139,12 @@ def _optimizer_step(
         end = start + len(micro)
         micro_context = None if context is None else context[start:end]
         if method.needs_batch_context and context is None:  # the micro-batch is the whole batch
-            micro_context = method.batch_context(method.probabilities(logits.detach()), weak, progress)
-        loss = method.loss(logits, weak[start:end], progress, micro_context) * (len(micro) / len(batch_rows))
+            micro_context = method.batch_context(
+                method.probabilities(logits.detach()), weak, progress
+            )
+        loss = method.loss(logits, weak[start:end], progress, micro_context) * (
+            len(micro) / len(batch_rows)
+        )
         accelerator.backward(loss)
         total += float(loss.detach())
         start = end
@@ -132,25 +153,36 @@ def _optimizer_step(
 
 
 @torch.no_grad()
-def predict_proba(model: nn.Module, data: Batcher, method: Method | None = None, batch_size: int = 64) -> np.ndarray:
+def predict_proba(
+    model: nn.Module, data: Batcher, method: Method | None = None, batch_size: int = 64
+) -> np.ndarray:
     """Class probabilities (N, K) in the data's order, as the method reads the head's outputs."""
-    to_probs = method.probabilities if method is not None else (lambda z: torch.softmax(z.float(), -1))
+    to_probs = (
+        method.probabilities if method is not None else (lambda z: torch.softmax(z.float(), -1))
+    )
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows = np.arange(len(data))
-    out = [to_probs(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)]
+    out = [
+        to_probs(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)
+    ]
     model.train(was_training)
     return torch.cat(out).numpy()
 
 
 @torch.no_grad()
-def predict_uncertainty(model: nn.Module, data: Batcher, method: Method, batch_size: int = 64) -> np.ndarray:
+def predict_uncertainty(
+    model: nn.Module, data: Batcher, method: Method, batch_size: int = 64
+) -> np.ndarray:
     """The method's per-example uncertainty (N,), e.g. K/S for an evidential (Dirichlet) head."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows = np.arange(len(data))
-    out = [method.uncertainty(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)]
+    out = [
+        method.uncertainty(model(**data.batch(chunk, device))).cpu()
+        for chunk in _chunks(rows, batch_size)
+    ]
     model.train(was_training)
     return torch.cat(out).numpy()
