@@ -5,6 +5,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
+NOT_MEANINGFUL = (
+    "note: the ceiling does not beat the weak supervisor here, so PGR is not meaningful"
+)
+
 
 def _fmt(value: float | None, digits: int = 3) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -12,53 +16,57 @@ def _fmt(value: float | None, digits: int = 3) -> str:
     return f"{value:.{digits}f}"
 
 
+def _ci(ci: list[float] | None) -> str:
+    return f"[{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci else ""
+
+
 def results_table(results: dict[str, Any]) -> str:
-    """One row per model: accuracy, AUROC, PGR [95% CI], agreement with the weak supervisor."""
-    header = (
-        f"{'model':<28} {'accuracy':>9} {'auroc':>7} {'pgr':>7} {'pgr 95% CI':>17} {'agree':>7}"
-    )
-    rows = [
-        f"task {results['task']}  ·  weak {' + '.join(results['models']['weak'])}  ·  strong {results['models']['strong']}"
+    """One row per model: accuracy, AUROC, PGR [95% CI], agreement with the weak supervisor;
+    then, where present, PGR from the best single weak member and the bootstrapping ladders."""
+    named_rows = _model_rows(results)
+    width = max(28, *(len(name) + 1 for name, _ in named_rows))
+    header = f"{'model':<{width}} {'accuracy':>9} {'auroc':>7} {'pgr':>7} {'pgr 95% CI':>17} {'agree':>7}"
+    weak = " + ".join(results["models"]["weak"])
+    lines = [
+        f"task {results['task']}  ·  weak {weak}  ·  strong {results['models']['strong']}"
         f"  ·  {results['num_test']} test examples",
         header,
         "-" * len(header),
+        *(_row(name, metrics, width) for name, metrics in named_rows),
     ]
     if results["ceiling"]["accuracy"] <= results["weak"]["accuracy"]:
-        rows.insert(
-            0, "note: the ceiling does not beat the weak supervisor here, so PGR is not meaningful"
-        )
-    members = results.get("weak_members", {})
-    if len(members) > 1:
-        for label, member in members.items():
-            rows.append(_row(f"weak {label}", member))
-        for how, combined in results.get("ensemble", {}).items():
-            rows.append(_row(f"ensemble {how}", combined))
-    rows.append(
-        _row("weak supervisor" if len(members) <= 1 else "weak (ensemble mean)", results["weak"])
-    )
-    for label, student in results["students"].items():
-        rows.append(_row(f"student {label}", student))
-    rows.append(_row("strong ceiling", results["ceiling"]))
-    if len(members) > 1:
-        rows.append(f"\nPGR from the best single member ({results['best_member']}):")
+        lines.insert(0, NOT_MEANINGFUL)
+    if len(results.get("weak_members", {})) > 1:
+        lines.append(f"\nPGR from the best single member ({results['best_member']}):")
         for label, student in results["students"].items():
-            ci = student["pgr_best_member_ci"]
-            rows.append(
-                f"  student {label:<22} pgr {_fmt(student['pgr_best_member'], 2)}  [{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]"
-            )
+            pgr, ci = _fmt(student["pgr_best_member"], 2), _ci(student["pgr_best_member_ci"])
+            lines.append(f"  {'student ' + label:<{width}} pgr {pgr:>6}  {ci}")
     for label, ladder in results.get("ladder", {}).items():
-        rows.append(
-            f"\nBootstrapping ladder, method {label} (PGR against the weak supervisor and strong ceiling):"
-        )
+        lines.append(f"\nBootstrapping ladder, method {label} (PGR against weak and ceiling):")
         for rung in ladder["rungs"]:
-            rows.append(_row(f"  rung {rung['model']}", rung))
-        rows.append(_row("  direct weak → strong", ladder["direct"]))
-    return "\n".join(rows)
+            lines.append(_row(f"  rung {rung['model']}", rung, width))
+        lines.append(_row("  direct weak → strong", ladder["direct"], width))
+    return "\n".join(lines)
 
 
-def _row(name: str, m: dict[str, Any]) -> str:
-    ci = m.get("pgr_ci")
-    ci_text = f"[{_fmt(ci[0], 2)}, {_fmt(ci[1], 2)}]" if ci else ""
+def _model_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    members = results.get("weak_members", {})
+    rows: list[tuple[str, dict[str, Any]]] = []
+    if len(members) > 1:
+        rows += [(f"weak {label}", m) for label, m in members.items()]
+        rows += [(f"ensemble {how}", m) for how, m in results.get("ensemble", {}).items()]
+    rows.append(
+        ("weak supervisor" if len(members) <= 1 else "weak (ensemble mean)", results["weak"])
+    )
+    rows += [(f"student {label}", m) for label, m in results["students"].items()]
+    rows.append(("strong ceiling", results["ceiling"]))
+    return rows
+
+
+def _row(name: str, m: dict[str, Any], width: int) -> str:
     pgr = _fmt(m["pgr"], 2) if "pgr" in m else ""
     agree = _fmt(m["agreement"]) if "agreement" in m else ""
-    return f"{name:<28} {_fmt(m['accuracy']):>9} {_fmt(m['auroc']):>7} {pgr:>7} {ci_text:>17} {agree:>7}"
+    return (
+        f"{name:<{width}} {_fmt(m['accuracy']):>9} {_fmt(m['auroc']):>7} {pgr:>7} "
+        f"{_ci(m.get('pgr_ci')):>17} {agree:>7}"
+    )
