@@ -45,10 +45,10 @@ LABELS_VERSION = 1
 class TrainRequest:
     """One model to train: on which split, against which targets, selected on which labels."""
 
-    stage: str  # "weak_model", "ceiling" or "student"
+    stage: str  # "weak_model", "ceiling", "student" or "rung"
     model_cfg: ModelConfig
     train_split: str
-    targets: np.ndarray  # (N, K) soft targets for train_split
+    targets: np.ndarray  # (N, K) soft targets for train_split, or (N, M, K) for multi-weak methods
     val_labels: np.ndarray  # (M,) labels for model selection on val
     targets_key: str  # upstream artifact the targets come from
     method: MethodSpec | None = None
