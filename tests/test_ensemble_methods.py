@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pytest
 import torch
-from accelerate import Accelerator
 from scipy.special import digamma
 
+from tests.test_methods import _grad, _one_step
 from weaklift.methods.base import soft_cross_entropy
 from weaklift.methods.bayes import (
     Bayes,
@@ -28,22 +27,12 @@ from weaklift.methods.ensemble import (
 from weaklift.methods.joint import Joint, JointOptions
 from weaklift.methods.logconf import confidence_weight, harden_balanced
 from weaklift.methods.multi_naive import MultiNaive, MultiNaiveOptions
-from weaklift.models.classifier import LinearHead
-from weaklift.training.batches import FeatureBatcher
-from weaklift.training.classifier import _optimizer_step
 
 # three members, three classes: argmaxes 0, 1, 0 → the vote is class 0
 P1, P2, P3 = [0.6, 0.3, 0.1], [0.2, 0.5, 0.3], [0.5, 0.2, 0.3]
 MEMBERS = torch.tensor([[P1, P2, P3]])  # (1, 3, 3)
 AGREE = [[0.9, 0.1]] * 3  # full agreement
 DISAGREE = [[0.9, 0.1], [0.1, 0.9], [0.5, 0.5]]  # mean [0.5, 0.5]
-
-
-def _grad(method, logits, weak, progress=1.0, context=None):
-    logits = logits.clone().requires_grad_(True)
-    loss = method.loss(logits, weak, progress, context)
-    loss.backward()
-    return float(loss.detach()), logits.grad
 
 
 # --- combinations -------------------------------------------------------------------------------
@@ -189,26 +178,8 @@ def test_joint_logconf_context_sliced_into_micro_batches_equals_whole_batch():
     assert alone != pytest.approx(whole_loss, abs=1e-4)
 
 
-def _one_step(micro_size: int, method) -> torch.Tensor:
-    torch.manual_seed(0)
-    features = torch.randn(16, 5).numpy()
-    members = torch.softmax(torch.randn(16, 3, 2) * 2, -1)  # (N, M, K)
-    head = LinearHead(5, 2)
-    optimizer = torch.optim.SGD(head.parameters(), lr=1.0)
-    before = head.linear.weight.detach().clone()
-    _optimizer_step(
-        head,
-        optimizer,
-        Accelerator(cpu=True),
-        FeatureBatcher(features),
-        members,
-        np.arange(16),
-        micro_size,
-        method,
-        0.5,
-        torch.device("cpu"),
-    )
-    return before - head.linear.weight.detach()  # = gradient (SGD, lr 1)
+def _members(n: int) -> torch.Tensor:
+    return torch.softmax(torch.randn(n, 3, 2) * 2, -1)  # (N, M, K)
 
 
 @pytest.mark.parametrize(
@@ -221,7 +192,9 @@ def _one_step(micro_size: int, method) -> torch.Tensor:
     ids=["joint", "bayes", "multi_naive"],
 )
 def test_training_step_under_accumulation_equals_unsplit_batch(method):
-    assert torch.allclose(_one_step(4, method), _one_step(16, method), atol=1e-6)
+    assert torch.allclose(
+        _one_step(4, method, _members), _one_step(16, method, _members), atol=1e-6
+    )
 
 
 # --- bayes (evidential) -----------------------------------------------------------------------

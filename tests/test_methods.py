@@ -125,10 +125,15 @@ class _RecordingLogconf(Logconf):
         return super().loss(logits, weak_probs, progress, context)
 
 
-def _one_step(micro_size: int, method) -> tuple[torch.Tensor, torch.Tensor]:
+def _single_weak(n: int) -> torch.Tensor:
+    return torch.softmax(torch.randn(n, 2) * 2, -1)  # (N, K)
+
+
+def _one_step(micro_size: int, method, make_weak=_single_weak) -> torch.Tensor:
+    """Gradient of one optimizer step over 16 examples (SGD, lr 1), cut into micro-batches."""
     torch.manual_seed(0)
     features = torch.randn(16, 5).numpy()
-    weak = torch.softmax(torch.randn(16, 2) * 2, -1).numpy()
+    weak = make_weak(16)
     head = LinearHead(5, 2)
     optimizer = torch.optim.SGD(head.parameters(), lr=1.0)
     before = head.linear.weight.detach().clone()
@@ -137,20 +142,20 @@ def _one_step(micro_size: int, method) -> tuple[torch.Tensor, torch.Tensor]:
         optimizer,
         Accelerator(cpu=True),
         FeatureBatcher(features),
-        torch.as_tensor(weak),
+        weak,
         np.arange(16),
         micro_size,
         method,
         0.5,
         torch.device("cpu"),
     )
-    return before - head.linear.weight.detach(), features  # = gradient (SGD, lr 1)
+    return before - head.linear.weight.detach()
 
 
 def test_logconf_threshold_under_accumulation_equals_unsplit_batch():
     whole, split = _RecordingLogconf(), _RecordingLogconf()
-    grad_whole, _ = _one_step(16, whole)
-    grad_split, _ = _one_step(4, split)
+    grad_whole = _one_step(16, whole)
+    grad_split = _one_step(4, split)
     assert len(whole.contexts) == 1 and len(split.contexts) == 4
     assert torch.equal(torch.cat(split.contexts), whole.contexts[0])
     assert torch.allclose(grad_split, grad_whole, atol=1e-6)

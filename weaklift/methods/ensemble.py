@@ -187,16 +187,42 @@ def check_members(weak_probs: torch.Tensor, method: str) -> None:
         )
 
 
-class EnsembleTargetMethod(BaseMethod):
+class MultiWeakMethod(BaseMethod):
+    """Base of the ensemble methods: the batch statistics (member weights, example weights,
+    optionally hardened labels) are packed into one (B, 1 + M [+ K]) context tensor that the loop
+    computes over the whole optimizer batch and slices per micro-batch."""
+
+    multi_weak = True
+
+    def _batch_stats(self, student_probs: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
+        raise NotImplementedError
+
+    def batch_context(
+        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
+    ) -> torch.Tensor | None:
+        if not self.needs_batch_context:
+            return None
+        check_members(weak_probs, self.name)
+        return self._batch_stats(student_probs, weak_probs)
+
+    def unpack_context(
+        self, logits: torch.Tensor, weak_probs: torch.Tensor, context: torch.Tensor | None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """(example weights (b,), member weights (M,), hardened (b, K) or None) for a micro-batch."""
+        check_members(weak_probs, self.name)
+        if context is None:  # the micro-batch is the batch
+            context = self._batch_stats(self.probabilities(logits.detach()), weak_probs)
+        return unpack_batch_stats(context, weak_probs.shape[1])
+
+
+class EnsembleTargetMethod(MultiWeakMethod):
     """Shared by ``joint`` and ``bayes``: one target y = combine(members), optionally mixed with the
     student's balance-keeping hardened labels, and per-example agreement weights.
 
     Subclasses say which options drive the mix through ``hardening_schedule``; the batch
     statistics (member weights, example weights, hardened labels) are computed over the whole
-    optimizer batch and packed into one (B, 1 + M [+ K]) context tensor.
+    optimizer batch.
     """
-
-    multi_weak = True
 
     def __init__(self, options: MethodOptions | None = None):
         super().__init__(options)
@@ -218,23 +244,6 @@ class EnsembleTargetMethod(BaseMethod):
             target = combine(member_probs, self.options.combine, member_w)  # (B, K)
             hardened = harden_balanced(student_probs.detach().float(), target)  # (B, K)
         return pack_batch_stats(ex_w, member_w, hardened)  # (B, 1 + M [+ K])
-
-    def batch_context(
-        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
-    ) -> torch.Tensor | None:
-        if not self.needs_batch_context:
-            return None
-        check_members(weak_probs, self.name)
-        return self._batch_stats(student_probs, weak_probs)
-
-    def unpack_context(
-        self, logits: torch.Tensor, weak_probs: torch.Tensor, context: torch.Tensor | None
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-        """(example weights (b,), member weights (M,), hardened (b, K) or None) for a micro-batch."""
-        check_members(weak_probs, self.name)
-        if context is None:  # the micro-batch is the batch
-            context = self._batch_stats(self.probabilities(logits.detach()), weak_probs)
-        return unpack_batch_stats(context, weak_probs.shape[1])
 
     def target(
         self,

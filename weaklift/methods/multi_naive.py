@@ -15,15 +15,14 @@ from typing import Annotated, Literal
 import torch
 from pydantic import Field, field_validator
 
-from weaklift.methods.base import BaseMethod, MethodOptions
+from weaklift.methods.base import MethodOptions
 from weaklift.methods.ensemble import (
+    MultiWeakMethod,
     Weighting,
-    check_members,
     dynamic_member_weights,
     example_weights,
     normalise_weights,
     pack_batch_stats,
-    unpack_batch_stats,
 )
 
 
@@ -50,14 +49,13 @@ class MultiNaiveOptions(MethodOptions):
         return value
 
 
-class MultiNaive(BaseMethod):
+class MultiNaive(MultiWeakMethod):
     name = "multi_naive"
     paper = (
         "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation "
         "(multi-weak naive baseline)"
     )
     Options = MultiNaiveOptions
-    multi_weak = True
 
     def __init__(self, options: MultiNaiveOptions | None = None):
         super().__init__(options)
@@ -81,17 +79,9 @@ class MultiNaive(BaseMethod):
             )
         return normalise_weights(weights).to(member_probs.device)
 
-    def _batch_stats(self, member_probs: torch.Tensor) -> torch.Tensor:
+    def _batch_stats(self, student_probs: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
         ex_w = example_weights(member_probs, self.options.weighting)  # (B,)
         return pack_batch_stats(ex_w, self.member_weights(member_probs))  # (B, 1 + M)
-
-    def batch_context(
-        self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
-    ) -> torch.Tensor | None:
-        if not self.needs_batch_context:
-            return None
-        check_members(weak_probs, self.name)
-        return self._batch_stats(weak_probs)
 
     def loss(
         self,
@@ -100,10 +90,7 @@ class MultiNaive(BaseMethod):
         progress: float,
         context: torch.Tensor | None,
     ) -> torch.Tensor:
-        check_members(weak_probs, self.name)
-        if context is None:  # the micro-batch is the batch
-            context = self._batch_stats(weak_probs)
-        ex_w, member_w, _ = unpack_batch_stats(context, weak_probs.shape[1])
+        ex_w, member_w, _ = self.unpack_context(logits, weak_probs, context)
         log_q = torch.log_softmax(logits.float(), dim=-1)  # (b, K)
         per_example = -torch.einsum("bmk,m,bk->b", weak_probs.float(), member_w, log_q)  # (b,)
         return (ex_w * per_example).mean()

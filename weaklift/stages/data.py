@@ -10,7 +10,6 @@ from weaklift.errors import WeakliftError
 from weaklift.models.features import extract_features
 from weaklift.models.genft import generative_finetune
 from weaklift.models.loading import model_fingerprint
-from weaklift.models.pooling import resolve_pooling
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
 from weaklift.stages.context import StageContext
 from weaklift.store import Artifact, file_sha256, save_arrays
@@ -112,7 +111,7 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig, split: str) -> Art
             name: extract_features(
                 loaded,
                 split_texts,
-                pooling=_pooling(model_cfg, loaded),
+                pooling=model_cfg.pooling,  # extract_features resolves auto
                 max_length=model_cfg.max_length,
                 batch_size=model_cfg.extract_batch_size,
             )
@@ -125,7 +124,3 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig, split: str) -> Art
     return ctx.store.get_or_compute(
         "features", FEATURES_VERSION, params, {"splits": ctx.splits_key}, compute
     )
-
-
-def _pooling(model_cfg: ModelConfig, loaded) -> str:
-    return resolve_pooling(model_cfg.pooling, loaded.is_decoder)

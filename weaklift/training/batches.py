@@ -7,6 +7,8 @@ from typing import Protocol
 import numpy as np
 import torch
 
+from weaklift.models.features import collate
+
 
 class Batcher(Protocol):
     def __len__(self) -> int: ...
@@ -49,20 +51,12 @@ class TokenBatcher:
         return len(self.ids)
 
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
-        out = self._pad([self.ids[int(r)] for r in rows], device)
+        input_ids, attention_mask = collate([self.ids[int(r)] for r in rows], self.pad_id)
+        out = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
         if self.second is not None:
             second = self.second.batch(rows, device)
             out.update(input_ids_b=second["input_ids"], attention_mask_b=second["attention_mask"])
         return out
-
-    def _pad(self, seqs: list[list[int]], device: torch.device) -> dict[str, torch.Tensor]:
-        width = max(len(s) for s in seqs)
-        input_ids = torch.full((len(seqs), width), self.pad_id, dtype=torch.long)
-        attention_mask = torch.zeros((len(seqs), width), dtype=torch.long)
-        for i, seq in enumerate(seqs):
-            input_ids[i, : len(seq)] = torch.tensor(seq, dtype=torch.long)
-            attention_mask[i, : len(seq)] = 1
-        return {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
 
 
 class SubsetBatcher:

@@ -152,7 +152,6 @@ def _optimizer_step(
     return total
 
 
-@torch.no_grad()
 def predict_proba(
     model: nn.Module, data: Batcher, method: Method | None = None, batch_size: int = 64
 ) -> np.ndarray:
@@ -160,29 +159,25 @@ def predict_proba(
     to_probs = (
         method.probabilities if method is not None else (lambda z: torch.softmax(z.float(), -1))
     )
-    was_training = model.training
-    model.eval()
-    device = next(model.parameters()).device
-    rows = np.arange(len(data))
-    out = [
-        to_probs(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)
-    ]
-    model.train(was_training)
-    return torch.cat(out).numpy()
+    return _map_outputs(model, data, to_probs, batch_size)
 
 
-@torch.no_grad()
 def predict_uncertainty(
     model: nn.Module, data: Batcher, method: Method, batch_size: int = 64
 ) -> np.ndarray:
     """The method's per-example uncertainty (N,), e.g. K/S for an evidential (Dirichlet) head."""
+    return _map_outputs(model, data, method.uncertainty, batch_size)
+
+
+@torch.no_grad()
+def _map_outputs(model: nn.Module, data: Batcher, read_out, batch_size: int) -> np.ndarray:
+    """``read_out(model outputs)`` for every row, in eval mode, in the data's order."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     rows = np.arange(len(data))
     out = [
-        method.uncertainty(model(**data.batch(chunk, device))).cpu()
-        for chunk in _chunks(rows, batch_size)
+        read_out(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)
     ]
     model.train(was_training)
     return torch.cat(out).numpy()
