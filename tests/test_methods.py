@@ -10,12 +10,12 @@ import torch
 from accelerate import Accelerator
 
 from weaklift.config import MethodSpec
-from weaklift.methods import METHODS, build_method
+from weaklift.methods import METHODS, build_method, method_params
 from weaklift.methods.hard import Hard
 from weaklift.methods.logconf import (
     Logconf,
     LogconfOptions,
-    binary_threshold,
+    class_quotas,
     confidence_weight,
     harden_balanced,
 )
@@ -82,12 +82,44 @@ def test_confidence_weight_rises_smoothly_without_jump():
     assert np.max(np.abs(np.diff(values))) < 0.01  # openai/weak-to-strong jumps 0.1 → 0.5 here
 
 
-def test_binary_threshold_keeps_weak_class_balance():
+def test_binary_hardening_keeps_weak_class_balance():
     student = torch.tensor([[0.9, 0.1], [0.8, 0.2], [0.6, 0.4], [0.3, 0.7]])
     weak = torch.tensor([[0.2, 0.8], [0.3, 0.7], [0.6, 0.4], [0.9, 0.1]])  # mean P(1) = 0.5
-    assert float(binary_threshold(student, weak)) == pytest.approx(0.7)  # median of [.9,.8,.6,.3]
     hard = harden_balanced(student, weak)
-    assert hard.tolist() == [[1, 0], [1, 0], [0, 1], [0, 1]]
+    assert hard.tolist() == [[1, 0], [1, 0], [0, 1], [0, 1]]  # the two most class-1-like
+
+
+def test_binary_hardening_with_tied_student_probs_keeps_the_balance():
+    """All-equal student probabilities: a quantile threshold with >= made every example class 0."""
+    student = torch.full((6, 2), 0.5)
+    weak = torch.tensor([[0.1, 0.9]] * 4 + [[0.9, 0.1]] * 2)  # mean P(1) = 4.0 / 6
+    hard = harden_balanced(student, weak)
+    assert hard.sum(0).tolist() == [2, 4]
+    assert hard.sum(1).tolist() == [1] * 6
+
+
+def test_hardening_a_batch_of_one_follows_its_weak_label():
+    """A last batch of one: the quantile of one value is that value, so >= always gave class 0."""
+    hard = harden_balanced(torch.tensor([[0.6, 0.4]]), torch.tensor([[0.2, 0.8]]))
+    assert hard.tolist() == [[0, 1]]
+    hard = harden_balanced(torch.tensor([[0.3, 0.5, 0.2]]), torch.tensor([[0.1, 0.1, 0.8]]))
+    assert hard.tolist() == [[0, 0, 1]]
+
+
+@pytest.mark.parametrize("num_classes", [2, 3, 4])
+def test_hardening_counts_are_exactly_the_largest_remainder_quotas(num_classes):
+    gen = torch.Generator().manual_seed(num_classes)
+    for batch in [1, 2, 3, 5, 7, 16, 33]:
+        student = torch.softmax(torch.randn(batch, num_classes, generator=gen), -1)
+        student[: batch // 2] = student[0]  # ties between examples
+        weak = torch.softmax(3 * torch.randn(batch, num_classes, generator=gen), -1)
+        quotas = class_quotas(weak, batch)
+        share = weak.mean(0) * batch
+        assert int(quotas.sum()) == batch and bool((quotas >= 0).all())
+        assert bool(((quotas - share).abs() < 1 + 1e-5).all())  # each share rounded down or up
+        hard = harden_balanced(student, weak)
+        assert hard.sum(0).long().tolist() == quotas.tolist()
+        assert hard.sum(1).tolist() == [1.0] * batch
 
 
 def test_logconf_value_and_gradient_by_hand():
@@ -175,6 +207,59 @@ def test_per_micro_batch_threshold_would_differ():
     assert not torch.equal(whole, per_micro)
 
 
+class _DropoutHead(torch.nn.Module):
+    """A probe head with heavy dropout, so a train-mode pass differs from an eval-mode pass."""
+
+    def __init__(self):
+        super().__init__()
+        self.dropout = torch.nn.Dropout(0.7)
+        self.linear = torch.nn.Linear(5, 2)
+
+    def forward(self, features):
+        return self.linear(self.dropout(features))
+
+
+@pytest.mark.parametrize("micro_size", [16, 4])
+def test_batch_context_comes_from_an_eval_mode_pass(micro_size):
+    """The hardened targets are the student's own eval-mode predictions, not a dropout sample."""
+    torch.manual_seed(0)
+    features = torch.randn(16, 5) * 3
+    weak = torch.softmax(torch.randn(16, 2) * 2, -1)
+    head = _DropoutHead()
+    head.train()
+    with torch.no_grad():
+        head.eval()
+        expected = harden_balanced(torch.softmax(head(features), -1), weak)
+        head.train()
+    method = _RecordingLogconf()
+    _optimizer_step(
+        head,
+        torch.optim.SGD(head.parameters(), lr=0.0),
+        Accelerator(cpu=True),
+        FeatureBatcher(features.numpy()),
+        weak,
+        np.arange(16),
+        micro_size,
+        method,
+        0.5,
+        torch.device("cpu"),
+    )
+    assert torch.equal(torch.cat(method.contexts), expected)
+    assert head.training  # the loop's train mode is restored
+
+
+def test_method_versions_enter_the_cache_view(monkeypatch):
+    """Bumping one method's version changes its key view and no other method's."""
+    specs = {name: MethodSpec(name=name) for name in METHODS}
+    before = {name: method_params(spec) for name, spec in specs.items()}
+    monkeypatch.setattr(METHODS["logconf"], "version", METHODS["logconf"].version + 1)
+    after = {name: method_params(spec) for name, spec in specs.items()}
+    assert [name for name in METHODS if before[name] != after[name]] == ["logconf"]
+    for name in ("logconf", "joint", "bayes"):  # they call logconf's hardening
+        assert "hardening" in method_params(specs[name])["shared"]
+    assert method_params(None)["name"] == "gt_xent" and "version" in method_params(None)
+
+
 @pytest.mark.parametrize("name", sorted(METHODS))
 def test_every_method_contract(name):
     """Every registered method: finite scalar loss, gradient on logits, accepts its default options."""
@@ -190,3 +275,4 @@ def test_every_method_contract(name):
         loss.backward()
         assert logits.grad is not None and torch.isfinite(logits.grad).all()
         assert method.paper and method.name == name
+        assert isinstance(type(method).version, int) and type(method).version >= 1

@@ -9,10 +9,13 @@ import numpy as np
 import pytest
 
 from tests.tiny_models import make_tiny_model
+from weaklift import pipeline
 from weaklift.cli import main
 from weaklift.config import load_config
+from weaklift.methods import METHODS
 from weaklift.pipeline import run_experiment
 from weaklift.store import ArtifactStore
+from weaklift.tasks import load_task
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb"]
 NEGATIVE = ["bad", "awful", "poor", "boring", "dull"]
@@ -74,7 +77,7 @@ def _check_results(results, methods):
         assert 0 <= student["agreement"] <= 1 and len(student["pgr_ci"]) == 2
 
 
-def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path):
+def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path, monkeypatch):
     cfg = load_config(None, _overrides(workdir, tmp_path, "methods=[xent,logconf]"))
     first_store = ArtifactStore(tmp_path / "artifacts")
     results = run_experiment(cfg, first_store)
@@ -98,6 +101,13 @@ def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path):
         load_config(None, _overrides(workdir, tmp_path, "methods=[product]")), third_store
     )
     assert dict(third_store.executions) == {"student": 1, "evaluation": 1}
+
+    # Bumping one method's version retrains only that method's student.
+    monkeypatch.setattr(METHODS["logconf"], "version", METHODS["logconf"].version + 1)
+    fourth_store = ArtifactStore(tmp_path / "artifacts")
+    bumped = run_experiment(cfg, fourth_store)
+    assert dict(fourth_store.executions) == {"student": 1, "evaluation": 1}
+    assert bumped.data["students"]["xent"] == results.data["students"]["xent"]
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])
@@ -166,3 +176,24 @@ def test_bad_input_exits_2_with_one_line_and_no_artifact(workdir, tmp_path, caps
     artifacts = tmp_path / "artifacts"
     leftovers = [p for p in artifacts.rglob("*") if ".tmp-" in p.name] if artifacts.exists() else []
     assert leftovers == []
+
+
+class _Loaded(Exception):
+    """Stops a run right after the task is loaded."""
+
+
+def test_run_seed_leaves_the_data_alone_and_task_seed_fixes_it(workdir, tmp_path, monkeypatch):
+    """`seed` changes splits and training only; `task.seed` decides the data (here the subset)."""
+    fingerprints = []
+
+    def load_and_stop(*args):
+        fingerprints.append(load_task(*args).fingerprint())
+        raise _Loaded
+
+    monkeypatch.setattr(pipeline, "load_task", load_and_stop)
+    for extra in (["seed=0"], ["seed=1"], ["seed=0", "task.seed=1"]):
+        cfg = load_config(None, _overrides(workdir, tmp_path, "task.max_examples=120", *extra))
+        with pytest.raises(_Loaded):
+            run_experiment(cfg)
+    assert fingerprints[0] == fingerprints[1]
+    assert fingerprints[0] != fingerprints[2]

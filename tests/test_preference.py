@@ -90,7 +90,7 @@ def test_hh_pairs_from_the_real_files():
     folder = DATA / "hh_rlhf"
     if not folder.exists():
         pytest.skip("HH-RLHF data not present (set WEAKLIFT_DATA)")
-    data = load_task(TaskConfig(name="anthropic_hh_pairs", path=str(folder)), seed=0)
+    data = load_task(TaskConfig(name="anthropic_hh_pairs", path=str(folder)))
     assert 8000 < len(data.texts) <= 8552
     assert data.labels.sum() == len(data.labels) // 2
     assert all(a != b for a, b in zip(data.texts[:100], data.texts_b[:100], strict=True))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import json
 import os
@@ -26,7 +27,7 @@ DATA = Path(os.environ.get("WEAKLIFT_DATA", Path(__file__).parents[2] / "shared"
 
 @pytest.fixture(scope="module")
 def facts():
-    return load_task(TaskConfig(name="facts"), seed=0)
+    return load_task(TaskConfig(name="facts"))
 
 
 def _write(path: Path, rows: list[dict]) -> Path:
@@ -60,7 +61,7 @@ def _file_cfg(path: Path, **kw) -> TaskConfig:
 
 
 def test_facts_deterministic_large_balanced(facts):
-    again = load_task(TaskConfig(name="facts"), seed=0)
+    again = load_task(TaskConfig(name="facts"))
     assert again.texts == facts.texts and np.array_equal(again.labels, facts.labels)
     assert len(facts.texts) >= 4000 and len(set(facts.texts)) == len(facts.texts)
     relations = facts.extra["relation"]
@@ -72,7 +73,7 @@ def test_facts_deterministic_large_balanced(facts):
 
 
 def test_facts_seed_changes_labels_not_entities(facts):
-    other = load_task(TaskConfig(name="facts"), seed=1)
+    other = load_task(TaskConfig(name="facts", seed=1))
     assert other.extra["relation"] == facts.extra["relation"]
     subjects = [t.split(" is a city in ")[0] for t in facts.texts[:500]]
     assert [t.split(" is a city in ")[0] for t in other.texts[:500]] == subjects
@@ -113,14 +114,14 @@ def test_facts_false_statements_stay_on_the_same_continent(facts):
 
 
 def test_max_examples_keeps_seeded_subset(facts):
-    cfg = TaskConfig(name="facts", max_examples=100)
-    small, again = load_task(cfg, seed=3), load_task(cfg, seed=3)
+    cfg = TaskConfig(name="facts", max_examples=100, seed=3)
+    small, again = load_task(cfg), load_task(cfg)
     assert len(small.texts) == 100 and small.texts == again.texts
     assert len(small.extra["relation"]) == 100
-    index = {text: i for i, text in enumerate(load_task(TaskConfig(name="facts"), seed=3).texts)}
+    index = {text: i for i, text in enumerate(load_task(TaskConfig(name="facts", seed=3)).texts)}
     positions = [index[t] for t in small.texts]
     assert positions == sorted(positions)
-    assert load_task(TaskConfig(name="facts", max_examples=100), seed=4).texts != small.texts
+    assert load_task(TaskConfig(name="facts", max_examples=100, seed=4)).texts != small.texts
 
 
 def test_registry_is_described():
@@ -133,7 +134,7 @@ def test_registry_is_described():
 
 @pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".parquet", ".json"])
 def test_file_task_formats_and_maps_string_labels(tmp_path, suffix):
-    data = load_task(_file_cfg(_write(tmp_path / f"d{suffix}", ROWS)), seed=0)
+    data = load_task(_file_cfg(_write(tmp_path / f"d{suffix}", ROWS)))
     assert data.texts[0] == "Great: works well" and len(data.texts) == 4
     assert data.label_names == ["neg", "neutral", "pos"]
     assert data.extra["label_mapping"] == {"neg": 0, "neutral": 1, "pos": 2}
@@ -143,11 +144,11 @@ def test_file_task_formats_and_maps_string_labels(tmp_path, suffix):
 def test_file_task_int_and_bool_labels(tmp_path):
     ints = [{"t": f"x{i}", "y": i % 3} for i in range(6)]
     data = load_task(
-        _file_cfg(_write(tmp_path / "i.jsonl", ints), template="{t}", label_column="y"), 0
+        _file_cfg(_write(tmp_path / "i.jsonl", ints), template="{t}", label_column="y")
     )
     assert data.labels.tolist() == [0, 1, 2, 0, 1, 2] and data.label_names == ["0", "1", "2"]
     bools = [{"t": "a", "label": True}, {"t": "b", "label": False}]
-    data = load_task(_file_cfg(_write(tmp_path / "b.csv", bools), template="{t}"), 0)
+    data = load_task(_file_cfg(_write(tmp_path / "b.csv", bools), template="{t}"))
     assert data.labels.tolist() == [1, 0] and data.label_names == ["False", "True"]
 
 
@@ -155,13 +156,13 @@ def test_file_task_pools_folder_in_sorted_order(tmp_path):
     _write(tmp_path / "b.csv", ROWS[2:])
     _write(tmp_path / "a.jsonl", ROWS[:2])
     (tmp_path / "README.txt").write_text("not data")
-    data = load_task(_file_cfg(tmp_path), seed=0)
+    data = load_task(_file_cfg(tmp_path))
     assert data.texts == [f"{r['title']}: {r['body']}" for r in ROWS]
 
 
 def _error(cfg: TaskConfig) -> str:
     with pytest.raises(WeakliftError) as info:
-        load_task(cfg, seed=0)
+        load_task(cfg)
     message = str(info.value)
     assert "\n" not in message
     return message
@@ -242,20 +243,20 @@ def test_builtins_read_hub_columns_from_local_files(tmp_path):
         {"sentence": "bad", "label": 0},
         {"sentence": "unlabelled test row", "label": -1},
     ]
-    data = load_task(TaskConfig(name="sst2", path=str(_write(tmp_path / "s.jsonl", sst2))), 0)
+    data = load_task(TaskConfig(name="sst2", path=str(_write(tmp_path / "s.jsonl", sst2))))
     assert data.texts == ["good", "bad"] and data.extra["skipped_unlabelled"] == 1
     boolq = [
         {"question": "q?", "passage": "p", "answer": True},
         {"question": "r?", "passage": "s", "answer": False},
     ]
-    data = load_task(TaskConfig(name="boolq", path=str(_write(tmp_path / "b.csv", boolq))), 0)
+    data = load_task(TaskConfig(name="boolq", path=str(_write(tmp_path / "b.csv", boolq))))
     assert data.texts[0] == "Passage: p\nQuestion: q?" and data.labels.tolist() == [1, 0]
     amazon = [
         {"title": "Nice", "content": "very", "label": 1},
         {"title": "No", "content": "x", "label": 0},
     ]
     data = load_task(
-        TaskConfig(name="amazon_polarity", path=str(_write(tmp_path / "a.parquet", amazon))), 0
+        TaskConfig(name="amazon_polarity", path=str(_write(tmp_path / "a.parquet", amazon)))
     )
     assert data.texts == ["Nice very", "No x"] and data.label_names == ["negative", "positive"]
 
@@ -271,7 +272,7 @@ def test_cosmos_qa_none_of_the_above_is_always_false(tmp_path):
         "label": 3,
     }
     data = load_task(
-        TaskConfig(name="cosmos_qa", path=str(_write(tmp_path / "c.jsonl", [row] * 20))), 0
+        TaskConfig(name="cosmos_qa", path=str(_write(tmp_path / "c.jsonl", [row] * 20)))
     )
     assert data.labels.tolist() == [0] * 20
     assert all(
@@ -290,7 +291,7 @@ def test_anthropic_hh_from_gz_jsonl(tmp_path):
     rows = [{"chosen": f"good {i}", "rejected": f"bad {i}"} for i in range(50)]
     with gzip.open(tmp_path / "x_test.jsonl.gz", "wt") as handle:
         handle.writelines(json.dumps(r) + "\n" for r in rows)
-    data = load_task(TaskConfig(name="anthropic_hh", path=str(tmp_path)), 0)
+    data = load_task(TaskConfig(name="anthropic_hh", path=str(tmp_path)))
     assert all(
         t.startswith("good" if y else "bad") for t, y in zip(data.texts, data.labels, strict=True)
     )
@@ -306,8 +307,18 @@ def test_anthropic_hh_from_gz_jsonl(tmp_path):
 def test_builtin_loads_original_release(task, folder, rows):
     if not (DATA / folder).is_dir():
         pytest.skip(f"{DATA / folder} not present (set WEAKLIFT_DATA)")
-    data = load_task(TaskConfig(name=task, path=str(DATA / folder)), seed=0)
+    data = load_task(TaskConfig(name=task, path=str(DATA / folder)))
     assert abs(len(data.texts) - rows) <= rows * 0.01
     assert 0.45 < data.labels.mean() < 0.55
-    again = load_task(TaskConfig(name=task, path=str(DATA / folder)), seed=0)
+    again = load_task(TaskConfig(name=task, path=str(DATA / folder)))
     assert data.fingerprint() == again.fingerprint()
+
+
+def test_builder_version_enters_the_fingerprint(monkeypatch):
+    """Editing a task builder (and bumping its version) invalidates splits and models downstream."""
+    cfg = TaskConfig(name="facts", max_examples=50)
+    before = load_task(cfg)
+    spec = TASKS["facts"]
+    monkeypatch.setitem(TASKS, "facts", dataclasses.replace(spec, version=spec.version + 1))
+    after = load_task(cfg)
+    assert after.texts == before.texts and after.fingerprint() != before.fingerprint()

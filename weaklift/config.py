@@ -32,7 +32,13 @@ class TaskConfig(_Strict):
     max_examples: int | None = Field(
         None,
         ge=1,
-        description="Keep a seeded random subset of this many examples before splitting.",
+        description="Keep a random subset (fixed by task.seed) of this many examples before splitting.",
+    )
+    seed: int = Field(
+        0,
+        ge=0,
+        description="Fixes the dataset: label coins, distractors, max_examples subsampling. "
+        "The top-level seed never changes the data.",
     )
 
 
@@ -181,7 +187,9 @@ class ExperimentConfig(_Strict):
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
-    seed: int = Field(0, description="Seeds splits, initialisation and data order.")
+    seed: int = Field(
+        0, ge=0, description="Seeds splits, initialisation and data order (task.seed: the data)."
+    )
     output_dir: str = Field(
         "weaklift_runs", description="Artifact store and run folders live here."
     )

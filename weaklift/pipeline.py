@@ -52,7 +52,7 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
     for side in (*cfg.weak_members, cfg.strong):
         if side.model != TFIDF_MODEL:
             model_fingerprint(side.model)  # an unknown model fails here, before any work
-    data = load_task(cfg.task, cfg.seed)
+    data = load_task(cfg.task)  # task.seed fixes the data; seed only splits and training
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     ctx = StageContext(store=store, data=data, cfg=cfg)
     k = data.num_classes

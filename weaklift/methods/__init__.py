@@ -40,13 +40,24 @@ def build_method(spec) -> Method:
 
 
 def method_params(spec) -> dict:
-    """The cache-key view of a method: its name and every option with defaults filled in."""
-    return {"name": spec.name, "options": validate_method_options(spec).model_dump()}
+    """The cache-key view of a method: name, versions (its own and of the shared code it calls)
+    and every option with defaults filled in. ``None`` is ground-truth training (xent on one-hot
+    labels: the weak supervisor and the ceiling)."""
+    if spec is None:
+        return {"name": "gt_xent", "version": Xent.version, "shared": Xent.shared_versions}
+    method_cls = METHODS[spec.name]
+    return {
+        "name": spec.name,
+        "version": method_cls.version,
+        "shared": dict(method_cls.shared_versions),
+        "options": validate_method_options(spec).model_dump(),
+    }
 
 
 __all__ = [
     "METHODS",
     "Method",
+    "Xent",
     "MethodOptions",
     "build_method",
     "method_params",

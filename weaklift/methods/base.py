@@ -1,6 +1,10 @@
 """The protocol every weak-to-strong method implements.
 
 A method turns the student's logits and the weak supervisor's soft labels into a scalar loss.
+Every method carries a ``version`` (and the versions of shared code it calls, such as logconf's
+hardening) that enters the cache key of every model trained with it: editing a loss and bumping its
+version retrains exactly the students that use it.
+
 Methods whose targets depend on statistics of the whole optimizer batch (``needs_batch_context``)
 get them from ``batch_context``, which the training loop computes once per optimizer batch from
 the detached student probabilities of every micro-batch, so gradient accumulation changes nothing.
@@ -24,6 +28,8 @@ class MethodOptions(BaseModel):
 class Method(Protocol):
     name: ClassVar[str]
     paper: ClassVar[str]
+    version: ClassVar[int]  # bump when the loss changes: every student trained with it retrains
+    shared_versions: ClassVar[dict[str, int]]  # versions of shared code the loss relies on
     Options: ClassVar[type[MethodOptions]]
     needs_batch_context: ClassVar[bool]
     multi_weak: ClassVar[bool]  # True: weak_probs is (b, M, K), one row per weak member
@@ -57,6 +63,8 @@ class BaseMethod:
     needs_batch_context: ClassVar[bool] = False
     multi_weak: ClassVar[bool] = False
     Options: ClassVar[type[MethodOptions]] = MethodOptions
+    version: ClassVar[int] = 1
+    shared_versions: ClassVar[dict[str, int]] = {}
 
     def __init__(self, options: MethodOptions | None = None):
         self.options = options or self.Options()

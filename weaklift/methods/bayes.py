@@ -106,6 +106,7 @@ def kl_anneal(progress: float, anneal: float) -> float:
 
 class Bayes(EnsembleTargetMethod):
     name = "bayes"
+    version = 1
     paper = (
         "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation; "
         "Sensoy et al. 2018, Evidential Deep Learning to Quantify Classification Uncertainty"

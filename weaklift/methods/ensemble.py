@@ -17,7 +17,7 @@ from typing import Literal
 import torch
 
 from weaklift.methods.base import BaseMethod, MethodOptions
-from weaklift.methods.logconf import confidence_weight, harden_balanced
+from weaklift.methods.logconf import HARDENING_VERSION, confidence_weight, harden_balanced
 
 Combine = Literal["mean", "vote", "logpool"]
 Weighting = Literal["none", "entropy", "dirichlet"]
@@ -26,6 +26,7 @@ LOG_CLAMP = 1e-12  # floor on probabilities before a log: a member's hard 0 must
 MAX_PRECISION = 1e4  # Dirichlet precision assigned to full agreement (zero variance)
 MIN_PRECISION = 1e-6  # keeps s > 0 when one-hot members disagree completely
 VOTE_TIE_TOL = 1e-6  # weighted vote totals closer than this count as a tie
+ENSEMBLE_VERSION = 1  # bump when a target or weight here changes: ensemble students retrain
 
 
 def member_confidence(member_probs: torch.Tensor) -> torch.Tensor:
@@ -193,6 +194,7 @@ class MultiWeakMethod(BaseMethod):
     computes over the whole optimizer batch and slices per micro-batch."""
 
     multi_weak = True
+    shared_versions = {"ensemble": ENSEMBLE_VERSION}
 
     def _batch_stats(self, student_probs: torch.Tensor, member_probs: torch.Tensor) -> torch.Tensor:
         raise NotImplementedError
@@ -223,6 +225,8 @@ class EnsembleTargetMethod(MultiWeakMethod):
     statistics (member weights, example weights, hardened labels) are computed over the whole
     optimizer batch.
     """
+
+    shared_versions = {"ensemble": ENSEMBLE_VERSION, "hardening": HARDENING_VERSION}
 
     def __init__(self, options: MethodOptions | None = None):
         super().__init__(options)

@@ -14,6 +14,7 @@ class HardOptions(MethodOptions):
 
 class Hard(BaseMethod):
     name = "hard"
+    version = 1
     paper = "Burns et al. 2023, Weak-to-Strong Generalization (hard-label baseline)"
     Options = HardOptions
 

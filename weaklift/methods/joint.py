@@ -48,6 +48,7 @@ class JointOptions(MethodOptions):
 
 class Joint(EnsembleTargetMethod):
     name = "joint"
+    version = 1
     paper = (
         "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation "
         "(joint ensemble target)"

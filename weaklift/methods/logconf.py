@@ -3,10 +3,12 @@
 target = (1 − c)·weak + c·hardened(student), c = alpha · min(1, progress / warmup).
 
 Unlike openai/weak-to-strong, c rises smoothly to alpha with no jump at the end of warm-up.
-The hardening keeps the weak labels' class balance: in the binary case the threshold is the
-quantile of the student's P(class 0) at the weak labels' mean P(class 1) (as in the paper's code);
-with K > 2 classes each class gets a quota of round(mean weak prob · B) examples, filled greedily
-from the most confident (example, class) pairs. Both are computed over the whole optimizer batch.
+The hardening keeps the weak labels' class balance exactly: class k gets a quota of
+mean_i(weak_ik)·B examples (largest-remainder rounding, so the quotas sum to B), filled greedily
+from the most confident (example, class) pairs; for K = 2 that is a threshold on P(class 1) that
+gives exactly round(mean weak P(class 1)·B) examples class 1, also with tied probabilities and with
+a batch of one. (The paper's code thresholds at a quantile with ``>=``, which puts every tied
+example in class 0.) Both are computed over the whole optimizer batch.
 """
 
 from __future__ import annotations
@@ -33,37 +35,63 @@ def confidence_weight(progress: float, alpha: float, warmup: float) -> float:
     return alpha * min(1.0, max(0.0, progress) / warmup)
 
 
-def binary_threshold(student_probs: torch.Tensor, weak_probs: torch.Tensor) -> torch.Tensor:
-    """Quantile of P_student(class 0) such that the hardened labels keep the weak class balance."""
-    return torch.quantile(student_probs[:, 0].float(), weak_probs[:, 1].float().mean())
+HARDENING_VERSION = 1  # bump when harden_balanced changes: logconf, joint and bayes retrain
+
+
+def class_quotas(weak_probs: torch.Tensor, batch: int) -> torch.Tensor:
+    """Examples per class (K,) summing to ``batch``, proportional to the weak labels' mean.
+
+    Largest-remainder rounding: every quota is ⌊mean_k·B⌋ or one more, the extra units going to the
+    largest remainders (ties to the lower class index), so no quota is negative and they sum to B.
+    """
+    probs = weak_probs.float().clamp_min(0)
+    share = (probs / probs.sum(dim=-1, keepdim=True)).mean(dim=0) * batch  # (K,), sums to B
+    quotas = torch.floor(share + 1e-6).long()  # the epsilon absorbs float error in exact shares
+    remainders = share - quotas
+    missing = batch - int(quotas.sum())
+    if missing > 0:
+        order = torch.argsort(-remainders, stable=True)
+        quotas[order[:missing]] += 1
+    return quotas
 
 
 def harden_balanced(student_probs: torch.Tensor, weak_probs: torch.Tensor) -> torch.Tensor:
-    """One-hot hardened student predictions (B, K) whose class counts follow the weak labels."""
+    """One-hot hardened student predictions (B, K) whose class counts are exactly the quotas.
+
+    Binary: the ``quota[1]`` examples with the highest P(class 1) become class 1 (ties by position).
+    K > 2: (example, class) pairs in decreasing probability, each taken while the example is free
+    and the class has room; with quotas summing to B every example ends up assigned.
+    """
     batch, num_classes = student_probs.shape
-    if num_classes == 2:
-        is_class0 = student_probs[:, 0] >= binary_threshold(student_probs, weak_probs)
-        return torch.stack([is_class0, ~is_class0], dim=1).to(student_probs.dtype)
-    quotas = torch.round(weak_probs.float().mean(dim=0) * batch).long()
-    quotas[quotas.argmax()] += batch - quotas.sum()  # rounding slack goes to the largest class
-    order = torch.argsort(student_probs.flatten(), descending=True)
+    quotas = class_quotas(weak_probs, batch)
     hard = torch.zeros_like(student_probs)
-    assigned = torch.zeros(batch, dtype=torch.bool)
+    if num_classes == 2:
+        order = torch.argsort(-student_probs[:, 1].float(), stable=True)  # most class-1-like first
+        is_class1 = torch.zeros(batch, dtype=torch.bool, device=student_probs.device)
+        is_class1[order[: int(quotas[1])]] = True
+        hard[is_class1, 1] = 1.0
+        hard[~is_class1, 0] = 1.0
+        return hard
+    remaining = quotas.tolist()
+    order = torch.argsort(-student_probs.float().flatten(), stable=True)
+    assigned = [False] * batch
     for flat in order.tolist():
         example, klass = divmod(flat, num_classes)
-        if not assigned[example] and quotas[klass] > 0:
+        if not assigned[example] and remaining[klass] > 0:
             hard[example, klass] = 1.0
             assigned[example] = True
-            quotas[klass] -= 1
+            remaining[klass] -= 1
     return hard
 
 
 class Logconf(BaseMethod):
     name = "logconf"
+    version = 1
     paper = (
         "Burns et al. 2023, Weak-to-Strong Generalization, auxiliary confidence loss (sec. 4.3.2)"
     )
     Options = LogconfOptions
+    shared_versions = {"hardening": HARDENING_VERSION}
     needs_batch_context = True
 
     def batch_context(

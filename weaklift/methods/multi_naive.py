@@ -51,6 +51,7 @@ class MultiNaiveOptions(MethodOptions):
 
 class MultiNaive(MultiWeakMethod):
     name = "multi_naive"
+    version = 1
     paper = (
         "Cui et al. 2024, Bayesian WeakS-to-Strong from Text Classification to Generation "
         "(multi-weak naive baseline)"

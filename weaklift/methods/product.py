@@ -15,6 +15,7 @@ class ProductOptions(MethodOptions):
 
 class Product(BaseMethod):
     name = "product"
+    version = 1
     paper = "EleutherAI/w2s (product-of-experts target), after Burns et al. 2023"
     Options = ProductOptions
 

@@ -13,6 +13,7 @@ class XentOptions(MethodOptions):
 
 class Xent(BaseMethod):
     name = "xent"
+    version = 1
     paper = "Burns et al. 2023, Weak-to-Strong Generalization (naive finetuning baseline)"
     Options = XentOptions
 

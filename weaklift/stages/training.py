@@ -131,7 +131,7 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
     params = {
         **_model_params(ctx, req.model_cfg),
         "train_split": req.train_split,
-        "method": method_params(req.method) if req.method else "gt_xent",
+        "method": method_params(req.method),
         "predict": list(req.predict_splits),
     }
     upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream(needed)}

@@ -72,25 +72,25 @@ def describe_tasks() -> list[tuple[str, str, str]]:
     return [(spec.name, spec.kind, spec.description) for spec in TASKS.values()]
 
 
-def load_task(cfg: TaskConfig, seed: int) -> ClassificationData:
-    """Load the configured task; with ``max_examples``, keep a seeded random subset of it."""
+def load_task(cfg: TaskConfig) -> ClassificationData:
+    """Load the configured task; with ``max_examples``, keep a random subset of it.
+
+    Only ``task.seed`` shapes the data (coin flips, distractors, the subset): the experiment's
+    ``seed`` changes splits, initialisation and data order, never the task itself.
+    """
     spec = TASKS.get(cfg.name)
     if spec is None:
         raise WeakliftError(
             f"unknown task {cfg.name!r} (task.name)", f"choose one of: {', '.join(TASKS)}"
         )
-    if seed < 0:
-        raise WeakliftError(
-            f"seed must be >= 0 (got {seed})", "set seed=0 or another non-negative integer"
-        )
-    data = spec.load(cfg, seed)
+    data = spec.load(cfg, cfg.seed)
     if cfg.max_examples is not None and cfg.max_examples < len(data.texts):
-        data = subsample(data, cfg.max_examples, seed)
-    return data
+        data = subsample(data, cfg.max_examples, cfg.seed)
+    return dataclasses.replace(data, builder=f"{spec.name}/{spec.version}")
 
 
 def subsample(data: ClassificationData, n: int, seed: int) -> ClassificationData:
-    """A seeded subset in original order; per-example lists in ``extra`` are cut to match."""
+    """A seeded subset in original order; per-example lists in ``extra`` and groups are cut to match."""
     total = len(data.texts)
     keep = np.sort(np.random.default_rng(seed).choice(total, size=n, replace=False))
     extra = {
@@ -103,5 +103,6 @@ def subsample(data: ClassificationData, n: int, seed: int) -> ClassificationData
         **pairs,
         texts=[data.texts[i] for i in keep],
         labels=data.labels[keep],
+        groups=None if data.groups is None else data.groups[keep],
         extra={**extra, "subsampled_from": total},
     )

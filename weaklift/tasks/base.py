@@ -15,6 +15,9 @@ class ClassificationData:
     """A pool of labelled texts; splits are drawn from it by ``weaklift.splits``.
 
     ``label_names[i]`` is the original value that label id ``i`` stands for (the recorded mapping).
+    ``groups`` (optional, (N,)) marks examples that must share a split, e.g. every statement about
+    one entity; ``builder`` names the code that built the pool and its version (set by
+    ``load_task``), so editing a builder invalidates every split and model downstream.
     """
 
     name: str
@@ -23,6 +26,8 @@ class ClassificationData:
     label_names: list[str]
     source: str = ""
     extra: dict = field(default_factory=dict)
+    groups: np.ndarray | None = None  # (N,) group ids (str or int); None: every example alone
+    builder: str = ""  # "<task>/<version>"
 
     def __post_init__(self) -> None:
         if len(self.texts) == 0:
@@ -40,6 +45,10 @@ class ClassificationData:
                 f"task {self.name!r}: label {bad} out of range [0, {len(self.label_names)})",
                 "use labels 0..K-1 or string labels (mapped to ids automatically)",
             )
+        if self.groups is not None and len(self.groups) != len(self.texts):
+            raise WeakliftError(
+                f"task {self.name!r}: {len(self.texts)} texts but {len(self.groups)} group ids"
+            )
         for i, text in enumerate(self.texts):
             if not isinstance(text, str) or not text:
                 raise WeakliftError(
@@ -51,10 +60,12 @@ class ClassificationData:
         return len(self.label_names)
 
     def fingerprint(self) -> str:
-        """Hash of the content, so a changed data file never reuses stale splits or features."""
-        return stable_hash(
-            {"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names}
-        )
+        """Hash of the content and its builder, so a changed data file or builder never reuses
+        stale splits or features."""
+        content = {"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names}
+        if self.groups is not None:
+            content["groups"] = [str(g) for g in self.groups]
+        return stable_hash({**content, "builder": self.builder})
 
 
 @dataclass(frozen=True)

@@ -24,7 +24,7 @@ from weaklift.tasks.base import ClassificationData
 from weaklift.tasks.loaders import Reader, Row, load_hub, read_path, require_columns
 
 Formatter = Callable[[Row, np.random.Generator], tuple[str, int] | None]
-Loader = Callable[[TaskConfig, int], ClassificationData]
+Loader = Callable[[TaskConfig, int], ClassificationData]  # (config, task.seed) -> pool
 
 
 @dataclass(frozen=True)
@@ -35,6 +35,7 @@ class TaskSpec:
     description: str
     load: Loader
     kind: str = "classification"
+    version: int = 1  # bump when the builder's output changes: splits and models downstream redo
 
 
 def task_rng(seed: int, offset: int) -> np.random.Generator:

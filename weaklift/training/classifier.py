@@ -2,7 +2,8 @@
 
 One optimizer step per batch. With gradient accumulation the batch is cut into micro-batches; a
 method that needs batch-level statistics (logconf's balance-keeping threshold) gets them from one
-no-grad pass over the whole batch first, so accumulation never changes what it computes.
+no-grad, eval-mode pass over the whole batch first, so neither accumulation nor dropout changes
+what it computes.
 """
 
 from __future__ import annotations
@@ -124,24 +125,14 @@ def _optimizer_step(
     micro_batches = _chunks(batch_rows, micro_size)
     weak = all_targets[torch.as_tensor(batch_rows)].to(device)  # (B, K)
     context = None
-    if method.needs_batch_context and len(micro_batches) > 1:
-        with torch.no_grad():
-            probs = torch.cat(
-                [method.probabilities(model(**data.batch(m, device))) for m in micro_batches]
-            )
-        context = method.batch_context(
-            probs, weak, progress
-        )  # (B, ...) over the whole optimizer batch
+    if method.needs_batch_context:  # (B, ...) over the whole optimizer batch
+        context = _batch_context(model, data, micro_batches, method, weak, progress, device)
     optimizer.zero_grad()
     total, start = 0.0, 0
     for micro in micro_batches:
         logits = model(**data.batch(micro, device))  # (b, K)
         end = start + len(micro)
         micro_context = None if context is None else context[start:end]
-        if method.needs_batch_context and context is None:  # the micro-batch is the whole batch
-            micro_context = method.batch_context(
-                method.probabilities(logits.detach()), weak, progress
-            )
         loss = method.loss(logits, weak[start:end], progress, micro_context) * (
             len(micro) / len(batch_rows)
         )
@@ -150,6 +141,28 @@ def _optimizer_step(
         start = end
     optimizer.step()
     return total
+
+
+@torch.no_grad()
+def _batch_context(
+    model: nn.Module,
+    data: Batcher,
+    micro_batches: list[np.ndarray],
+    method: Method,
+    weak: torch.Tensor,
+    progress: float,
+    device: torch.device,
+) -> torch.Tensor | None:
+    """The method's batch statistics from an eval-mode pass over every micro-batch.
+
+    Eval mode: the hardened targets must be the student's own predictions, not a dropout sample
+    of them; one pass over the whole batch: gradient accumulation changes nothing.
+    """
+    was_training = model.training
+    model.eval()
+    probs = torch.cat([method.probabilities(model(**data.batch(m, device))) for m in micro_batches])
+    model.train(was_training)
+    return method.batch_context(probs, weak, progress)
 
 
 def predict_proba(
