@@ -71,3 +71,27 @@ def test_missing_or_broken_config_file(tmp_path):
 def test_shipped_configs_validate(path):
     cfg = load_config(path)
     assert cfg.methods and cfg.weak_members
+
+
+def test_text_fields_keep_braces_and_other_fields_parse_yaml():
+    parsed = parse_overrides(
+        [
+            "task.template={sentence}",
+            'task.path="{odd} name.csv"',
+            "task.label_column=1",
+            "weak.model={x}",
+            "methods={name: logconf, alpha: 0.75}",
+            "strong.lora.target_modules=[q_proj]",
+            "seed=3",
+        ]
+    )
+    assert parsed["task"] == {
+        "template": "{sentence}",
+        "path": "{odd} name.csv",
+        "label_column": "1",
+    }
+    assert parsed["weak"] == {"model": "{x}"}
+    assert parsed["methods"] == {"name": "logconf", "alpha": 0.75}
+    assert parsed["strong"]["lora"]["target_modules"] == ["q_proj"] and parsed["seed"] == 3
+    cfg = load_config(None, ["task.name=file", "task.template={a}\\n{b}", "task.path=x.csv"])
+    assert cfg.task.template == "{a}\\n{b}"

@@ -197,3 +197,50 @@ def test_run_seed_leaves_the_data_alone_and_task_seed_fixes_it(workdir, tmp_path
             run_experiment(cfg)
     assert fingerprints[0] == fingerprints[1]
     assert fingerprints[0] != fingerprints[2]
+
+
+def test_cli_template_starting_with_a_brace_runs(workdir, tmp_path, capsys):
+    """`task.template={review}` is a template, not a YAML mapping."""
+    overrides = [o for o in _overrides(workdir, tmp_path, "methods=[xent]") if "template" not in o]
+    code = main(["run", "--json", *overrides, "task.template={review}"])
+    assert code == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["config"]["task"]["template"] == "{review}"
+    assert 0 <= printed["students"]["xent"]["accuracy"] <= 1
+
+
+def _one_error_line(capsys) -> str:
+    err = [line for line in capsys.readouterr().err.splitlines() if line.strip()]
+    assert len(err) == 1 and err[0].startswith("weaklift: error:"), err
+    return err[0]
+
+
+@pytest.mark.parametrize("where", ["is_a_file", "under_a_file"])
+def test_cli_unusable_output_dir_exits_2_and_writes_nothing(workdir, tmp_path, capsys, where):
+    blocker = tmp_path / "results.txt"
+    blocker.write_text("keep me")
+    out = blocker if where == "is_a_file" else blocker / "runs"
+    code = main(["run", *_overrides(workdir, out)])
+    assert code == 2
+    line = _one_error_line(capsys)
+    assert "output_dir" in line and str(blocker) in line
+    assert blocker.read_text() == "keep me" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+@pytest.mark.parametrize(
+    ("extra", "expected"),
+    [
+        (["weak.model=tfidf"], "weak.model: tfidf"),
+        (["weak=[smollm2-135m,tfidf]"], "weak.1.model: tfidf"),
+        (["weak=[smollm2-135m,minilm-l6]", "methods=[joint,bayes]"], "methods.1: bayes"),
+    ],
+)
+def test_cli_preference_task_rejects_non_pairwise_parts(tmp_path, capsys, extra, expected):
+    """A preference task with a tfidf weak member or `bayes` fails validate, not the run."""
+    args = ["task.name=anthropic_hh_pairs", f"task.path={tmp_path}", f"output_dir={tmp_path}/o"]
+    for command in ("validate", "run"):
+        assert main([command, *args, *extra]) == 2
+        assert expected in _one_error_line(capsys)
+    assert not (tmp_path / "o").exists()
+    ensemble = ["weak=[smollm2-135m,minilm-l6]", "methods=[joint,multi_naive,xent]"]
+    assert main(["validate", *args, *ensemble]) == 0  # pairwise methods pass

@@ -5,8 +5,9 @@ Every field carries its help text; ``weaklift validate`` checks a config without
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -197,6 +198,16 @@ class ExperimentConfig(_Strict):
         1000, ge=10, description="Resamples for the PGR confidence interval."
     )
 
+    @field_validator("output_dir")
+    @classmethod
+    def _output_dir_usable(cls, value: str) -> str:
+        problem = output_dir_problem(Path(value))
+        if problem:
+            raise ValueError(
+                f"{problem}; point output_dir at a folder you can write (made if missing)"
+            )
+        return value
+
     @field_validator("methods", mode="before")
     @classmethod
     def _methods_from_names(cls, value: Any) -> Any:
@@ -266,17 +277,62 @@ class ExperimentConfig(_Strict):
             raise ValueError(f"methods: duplicate entries {labels}")
         return self
 
+    @model_validator(mode="after")
+    def _preference_task_fits(self) -> ExperimentConfig:
+        """Preference pairs need pairwise (Bradley–Terry) models and methods; say so before any work."""
+        from weaklift.methods import METHODS
+        from weaklift.models.tfidf import TFIDF_MODEL
+        from weaklift.tasks import TASKS
+
+        spec = TASKS.get(self.task.name)
+        if spec is None or spec.kind != "preference":
+            return self
+        for i, member in enumerate(self.weak_members):
+            if member.model == TFIDF_MODEL:
+                where = f"weak.{i}.model" if isinstance(self.weak, list) else "weak.model"
+                raise ValueError(
+                    f"{where}: tfidf scores single texts and has no pairwise form, so it cannot "
+                    f"supervise the preference task {self.task.name}; use a neural weak model"
+                )
+        for i, method in enumerate(self.methods):
+            if not METHODS[method.name].pairwise:
+                raise ValueError(
+                    f"methods.{i}: {method.name} has no pairwise form (its loss depends on each "
+                    f"reward, not only on r(a) − r(b)), so it cannot train a reward model for "
+                    f"{self.task.name}; use multi_naive or joint"
+                )
+        return self
+
+
+def output_dir_problem(path: Path) -> str | None:
+    """Why ``path`` cannot hold the artifact store (a file; under a file; not writable), or None.
+
+    Checks only; creates nothing, so ``weaklift validate`` stays free of side effects.
+    """
+    path = path.expanduser()
+    if path.exists() and not path.is_dir():
+        return f"{path} is a file, not a folder"
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{path} cannot be created: {existing} is a file"
+    if not os.access(existing, os.W_OK | os.X_OK):
+        return f"{path} cannot be created: {existing} is not writable"
+    return None
+
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turn ``["a.b=1", "methods=[xent,logconf]"]`` into a nested dict; values parse as YAML."""
+    """Turn ``["a.b=1", "methods=[xent,logconf]"]`` into a nested dict; values parse as YAML,
+    except for text fields (``task.template={sentence}`` is a template, not a mapping)."""
     nested: dict[str, Any] = {}
     for pair in pairs:
         if "=" not in pair:
             raise WeakliftError(f"override {pair!r} has no '='", "write key.sub=value, e.g. seed=1")
         key, raw = pair.split("=", 1)
-        value = _parse_value(raw)
-        node = nested
         parts = key.strip().split(".")
+        value = _parse_text(raw) if _is_text_field(parts) else _parse_value(raw)
+        node = nested
         for part in parts[:-1]:
             node = node.setdefault(part, {})
             if not isinstance(node, dict):
@@ -285,6 +341,33 @@ def parse_overrides(pairs: list[str]) -> dict[str, Any]:
                 )
         node[parts[-1]] = value
     return nested
+
+
+def _is_text_field(parts: list[str]) -> bool:
+    """Whether a dotted key names a field typed ``str`` (or ``str | None``) in the schema."""
+    model: type[BaseModel] | None = ExperimentConfig
+    for i, part in enumerate(parts):
+        field = model.model_fields.get(part) if model is not None else None
+        if field is None:
+            return False
+        options = [a for a in get_args(field.annotation) if a is not type(None)]
+        options = options or [field.annotation]
+        if i == len(parts) - 1:
+            return all(option is str for option in options)
+        models = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]
+        model = models[0] if len(models) == 1 else None
+    return False
+
+
+def _parse_text(raw: str) -> str | None:
+    """A text field's value: the literal text, unquoted if written as a YAML string; empty = unset."""
+    if raw.strip() in ("", "null", "~"):
+        return None
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        return raw
+    return value if isinstance(value, str) else raw
 
 
 def _parse_value(raw: str) -> Any:

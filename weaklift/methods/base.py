@@ -33,6 +33,9 @@ class Method(Protocol):
     Options: ClassVar[type[MethodOptions]]
     needs_batch_context: ClassVar[bool]
     multi_weak: ClassVar[bool]  # True: weak_probs is (b, M, K), one row per weak member
+    pairwise: ClassVar[
+        bool
+    ]  # False: no Bradley–Terry form; validate rejects it on preference tasks
 
     def probabilities(self, logits: torch.Tensor) -> torch.Tensor:
         """Class probabilities (B, K) from the head's outputs (softmax, or a Dirichlet mean)."""
@@ -62,6 +65,7 @@ class BaseMethod:
 
     needs_batch_context: ClassVar[bool] = False
     multi_weak: ClassVar[bool] = False
+    pairwise: ClassVar[bool] = True  # a loss of softmax(z) depends on pair logits via r(a) − r(b)
     Options: ClassVar[type[MethodOptions]] = MethodOptions
     version: ClassVar[int] = 1
     shared_versions: ClassVar[dict[str, int]] = {}

@@ -112,6 +112,9 @@ class Bayes(EnsembleTargetMethod):
         "Sensoy et al. 2018, Evidential Deep Learning to Quantify Classification Uncertainty"
     )
     Options = BayesOptions
+    # The evidence g(r(b)), g(r(a)) depends on each reward, not only on r(a) − r(b): a shift of
+    # every reward would change the loss, so bayes has no Bradley–Terry form (validate rejects it).
+    pairwise = False
 
     def dirichlet(self, logits: torch.Tensor) -> torch.Tensor:
         """Dirichlet parameters α = evidence + 1, (B, K)."""
