@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,7 +15,7 @@ from weaklift.cli import main
 from weaklift.config import load_config
 from weaklift.methods import METHODS
 from weaklift.pipeline import run_experiment
-from weaklift.store import ArtifactStore
+from weaklift.store import Artifact, ArtifactStore
 from weaklift.tasks import load_task
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb"]
@@ -244,3 +245,21 @@ def test_cli_preference_task_rejects_non_pairwise_parts(tmp_path, capsys, extra,
     assert not (tmp_path / "o").exists()
     ensemble = ["weak=[smollm2-135m,minilm-l6]", "methods=[joint,multi_naive,xent]"]
     assert main(["validate", *args, *ensemble]) == 0  # pairwise methods pass
+
+
+def test_pipeline_splits_keep_file_groups_whole(workdir, tmp_path):
+    rows = [json.loads(line) for line in Path(workdir["data"]).read_text().splitlines()]
+    path = tmp_path / "grouped.jsonl"
+    path.write_text(
+        "".join(json.dumps({**r, "who": f"w{i // 3}"}) + "\n" for i, r in enumerate(rows))
+    )
+    overrides = [o for o in _overrides(workdir, tmp_path, "methods=[xent]") if "task.path" not in o]
+    cfg = load_config(None, [*overrides, f"task.path={path}", "task.group_column=who"])
+    store = ArtifactStore(tmp_path / "artifacts")
+    run_experiment(cfg, store)
+    (splits_dir,) = (tmp_path / "artifacts" / "splits").iterdir()
+    arrays = Artifact("splits", "", splits_dir, {}).arrays()
+    owner = {}
+    for name, rows_of_split in arrays.items():
+        for row in rows_of_split:
+            assert owner.setdefault(int(row) // 3, name) == name  # a group in one split only

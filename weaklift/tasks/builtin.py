@@ -55,6 +55,11 @@ def reject_file_options(cfg: TaskConfig) -> None:
             f"task.label_column is only used by task `file`, not {cfg.name!r}",
             "remove task.label_column, or set task.name=file",
         )
+    if cfg.group_column is not None:
+        raise WeakliftError(
+            f"task.group_column is only used by task `file`, not {cfg.name!r}",
+            "remove task.group_column, or set task.name=file",
+        )
 
 
 # ---------------------------------------------------------------- label parsing
@@ -302,6 +307,8 @@ def load_file_task(cfg: TaskConfig, seed: int) -> ClassificationData:
         )
     needed = dict.fromkeys(template_columns(cfg.template), "task.template")
     needed.setdefault(cfg.label_column, "task.label_column")
+    if cfg.group_column is not None:
+        needed.setdefault(cfg.group_column, "task.group_column")
     rows = read_path(cfg.path, needed)
     labels, names = encode_labels([row[cfg.label_column] for row in rows], cfg.label_column)
     if len(np.unique(labels)) < 2:
@@ -316,4 +323,7 @@ def load_file_task(cfg: TaskConfig, seed: int) -> ClassificationData:
         label_names=names,
         source=str(cfg.path),
         extra={"label_mapping": {name: i for i, name in enumerate(names)}},
+        groups=None
+        if cfg.group_column is None
+        else np.asarray([str(row[cfg.group_column]) for row in rows]),
     )

