@@ -87,9 +87,7 @@ def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path, monk
     on_disk = json.loads((results.run_dir / "results.json").read_text())
     assert on_disk["students"].keys() == results.data["students"].keys()
     assert first_store.executions["student"] == 2
-    assert (
-        first_store.executions["features"] == 4 + 3
-    )  # weak: 4 splits; strong: transfer, val, test
+    assert first_store.executions["features"] == 2  # one all-layer pass per model, every split
 
     second_store = ArtifactStore(tmp_path / "artifacts")
     again = run_experiment(cfg, second_store)
@@ -109,6 +107,15 @@ def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path, monk
     bumped = run_experiment(cfg, fourth_store)
     assert dict(fourth_store.executions) == {"student": 1, "evaluation": 1}
     assert bumped.data["students"]["xent"] == results.data["students"]["xent"]
+
+    # Changing the layer re-trains the probes but never re-runs a forward pass.
+    fifth_store = ArtifactStore(tmp_path / "artifacts")
+    run_experiment(
+        load_config(None, _overrides(workdir, tmp_path, "methods=[xent,logconf]", "weak.layer=-1")),
+        fifth_store,
+    )
+    assert fifth_store.executions["features"] == 0 and fifth_store.executions["weak_model"] == 1
+    assert fifth_store.executions["ceiling"] == 0  # the strong side did not change
 
 
 @pytest.mark.parametrize("mode", ["lora", "full"])

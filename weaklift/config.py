@@ -95,6 +95,11 @@ class ModelConfig(_Strict):
     extract_batch_size: int = Field(
         32, ge=1, description="Batch size for probe feature extraction."
     )
+    layer: int | Literal["middle"] | list[int] = Field(
+        "middle",
+        description="Hidden state the head reads: an index (0 = embeddings, negative from the end, "
+        "-1 = last), middle, or a list of indices whose states are concatenated (README: Layers).",
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
     seed: int | None = Field(
         None,
@@ -105,6 +110,18 @@ class ModelConfig(_Strict):
         description="Weak members: train on all of weak_train, or on a bootstrap resample of it.",
     )
     genft: GenftConfig = Field(default_factory=GenftConfig)
+
+    @field_validator("layer", mode="before")
+    @classmethod
+    def _layer_is_index_middle_or_list(cls, value: Any) -> Any:
+        def index(v: Any) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if value == "middle" or index(value):
+            return value
+        if isinstance(value, list) and value and all(index(v) for v in value):
+            return value
+        raise ValueError("use an index (e.g. 9, or -1 for the last), middle, or a list like [8, 9]")
 
     @property
     def label(self) -> str:

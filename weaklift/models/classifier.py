@@ -13,6 +13,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from weaklift.config import ModelConfig
+from weaklift.models.features import resolve_layers
 from weaklift.models.pooling import pool, resolve_pooling
 
 
@@ -58,27 +59,56 @@ class PairwiseRewardHead(nn.Module):
 
 
 class BackboneClassifier(nn.Module):
-    """Backbone (optionally LoRA-wrapped) → pooled hidden state → linear head."""
+    """Backbone (optionally LoRA-wrapped) → pooled hidden state of ``layer`` → linear head.
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, num_classes: int, pooling: str):
+    The last state has passed the model's final norm; an intermediate state is the raw residual
+    stream, whose scale grows with depth, so it gets a parameter-free layer norm before the head
+    (the probe's standardisation plays that role in probe mode).
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        hidden_size: int,
+        num_classes: int,
+        pooling: str,
+        layer: int | str | list[int] = -1,
+    ):
         super().__init__()
         self.backbone = backbone
         self.pooling = pooling
-        self.head = nn.Linear(hidden_size, num_classes)
+        self.layer = layer
+        width = len(layer) if isinstance(layer, list) else 1
+        self.head = nn.Linear(hidden_size * width, num_classes)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        hidden = self.backbone(
-            input_ids=input_ids, attention_mask=attention_mask
-        ).last_hidden_state  # (B, T, H)
-        pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
+        if self.layer == -1:  # no need to keep every state
+            hidden = self.backbone(
+                input_ids=input_ids, attention_mask=attention_mask
+            ).last_hidden_state  # (B, T, H)
+            pooled = pool(hidden, attention_mask, self.pooling)  # (B, H)
+        else:
+            states = self.backbone(
+                input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True
+            ).hidden_states  # L+1 × (B, T, H)
+            last = len(states) - 1
+            pooled = torch.cat(
+                [
+                    _normalise(pool(states[i], attention_mask, self.pooling), i == last)
+                    for i in resolve_layers(self.layer, len(states))
+                ],
+                dim=-1,
+            )  # (B, H·layers)
         return self.head(pooled.to(self.head.weight.dtype))  # (B, K)
 
 
 class BackboneRewardModel(BackboneClassifier):
     """Finetuned reward model: scalar head on the pooled state; pair logits (r(b), r(a))."""
 
-    def __init__(self, backbone: nn.Module, hidden_size: int, pooling: str):
-        super().__init__(backbone, hidden_size, 1, pooling)
+    def __init__(
+        self, backbone: nn.Module, hidden_size: int, pooling: str, layer: int | str | list[int] = -1
+    ):
+        super().__init__(backbone, hidden_size, 1, pooling, layer)
 
     def forward(  # type: ignore[override]
         self,
@@ -112,11 +142,18 @@ def build_backbone_classifier(
             param.requires_grad_(True)
     pooling = resolve_pooling(cfg.pooling, loaded.is_decoder)
     if pairwise:
-        classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling)
+        classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling, cfg.layer)
     else:
-        classifier = BackboneClassifier(backbone, loaded.hidden_size, num_classes, pooling)
+        classifier = BackboneClassifier(
+            backbone, loaded.hidden_size, num_classes, pooling, cfg.layer
+        )
     classifier.to(next(loaded.model.parameters()).device)
     return classifier
+
+
+def _normalise(pooled: torch.Tensor, is_last: bool) -> torch.Tensor:
+    """Intermediate states: zero mean, unit variance per example (no learned parameters)."""
+    return pooled if is_last else nn.functional.layer_norm(pooled, pooled.shape[-1:])
 
 
 def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:

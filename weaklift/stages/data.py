@@ -5,19 +5,21 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import numpy as np
+
 from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
-from weaklift.models.features import extract_features
+from weaklift.models.features import compact, extract_features, resolve_layers
 from weaklift.models.genft import generative_finetune
 from weaklift.models.loading import model_fingerprint
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
 from weaklift.stages.context import StageContext
-from weaklift.store import Artifact, file_sha256, save_arrays
+from weaklift.store import Artifact, file_sha256, save_arrays, stable_hash
 
 log = logging.getLogger("weaklift")
 
 SPLITS_VERSION = 1
-FEATURES_VERSION = 2
+FEATURES_VERSION = 3
 GENFT_VERSION = 1
 
 
@@ -95,32 +97,80 @@ def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
 # --- probe features -------------------------------------------------------------------------------
 
 
-def features_stage(ctx: StageContext, model_cfg: ModelConfig, split: str) -> Artifact:
-    """Pooled backbone features of one split, extracted once per (model, pooling, length, split)."""
+def features_stage(ctx: StageContext, model_cfg: ModelConfig) -> Artifact:
+    """Pooled hidden states of EVERY layer for the task rows probes use, from one forward pass.
+
+    Keyed by model, pooling, length, task and the row set — not by split, layer or seed — so
+    changing any of those reads the cache. Arrays: ``rows`` (R,), ``hidden`` (R, L+1, H) with
+    index 0 the embeddings, and ``hidden_b`` for the second text of preference pairs.
+    """
+    rows = ctx.probe_rows()
     params = {
         "model": model_fingerprint(model_cfg.model),
         "pooling": model_cfg.pooling,
         "max_length": model_cfg.max_length,
-        "split": split,
+        "task": ctx.data.fingerprint(),
+        "rows": stable_hash(rows.tolist()),
     }
+    memo = ("features", stable_hash(params))
+    if memo in ctx.memo:  # verified once per run; every probe stage reads it several times
+        return ctx.memo[memo]
 
     def compute(out: Path) -> dict:
         loaded = ctx.backbone(model_cfg.model)
-        texts = {"features": ctx.texts(split), "features_b": ctx.texts_b(split)}
+        texts = {"hidden": [ctx.data.texts[i] for i in rows]}
+        if ctx.pairwise:
+            texts["hidden_b"] = [ctx.data.texts_b[i] for i in rows]
         arrays = {
-            name: extract_features(
-                loaded,
-                split_texts,
-                pooling=model_cfg.pooling,  # extract_features resolves auto
-                max_length=model_cfg.max_length,
-                batch_size=model_cfg.extract_batch_size,
+            name: compact(
+                extract_features(
+                    loaded,
+                    row_texts,
+                    pooling=model_cfg.pooling,  # extract_features resolves auto
+                    max_length=model_cfg.max_length,
+                    batch_size=model_cfg.extract_batch_size,
+                    all_layers=True,
+                )
             )
-            for name, split_texts in texts.items()
-            if split_texts is not None
+            for name, row_texts in texts.items()
         }
-        save_arrays(out, arrays)
-        return {"shape": list(arrays["features"].shape)}
+        save_arrays(out, {"rows": rows, **arrays})
+        return {"shape": list(arrays["hidden"].shape), "num_states": arrays["hidden"].shape[1]}
 
-    return ctx.store.get_or_compute(
-        "features", FEATURES_VERSION, params, {"splits": ctx.splits_key}, compute
-    )
+    artifact = ctx.store.get_or_compute("features", FEATURES_VERSION, params, {}, compute)
+    ctx.memo[memo] = artifact
+    return artifact
+
+
+def probe_layers(ctx: StageContext, model_cfg: ModelConfig) -> list[int]:
+    """``model_cfg.layer`` as hidden-state indices of this model (``middle``, -1, ... resolved)."""
+    num_states = features_stage(ctx, model_cfg).meta["num_states"]
+    return resolve_layers(model_cfg.layer, num_states)
+
+
+def split_features(ctx: StageContext, model_cfg: ModelConfig, split: str) -> dict[str, np.ndarray]:
+    """Probe inputs of one split: ``{"features": (n, H·layers)[, "features_b"]}`` float32, the
+    states of ``model_cfg.layer`` (a list concatenates), rows in the split's order."""
+    artifact = features_stage(ctx, model_cfg)
+    if ("arrays", artifact.key) not in ctx.memo:
+        ctx.memo[("arrays", artifact.key)] = artifact.arrays()
+    arrays = ctx.memo[("arrays", artifact.key)]
+    layers = resolve_layers(model_cfg.layer, artifact.meta["num_states"])
+    wanted = np.asarray(ctx.splits[split])
+    positions = np.searchsorted(arrays["rows"], wanted)
+    found = positions < len(arrays["rows"])
+    found[found] = arrays["rows"][positions[found]] == wanted[found]
+    if not found.all():
+        raise WeakliftError(
+            f"split {split} has rows without probe features ({int((~found).sum())} missing)",
+            "set ctx.feature_rows to the union of every split the run uses",
+        )
+    out = {"features": _layer_view(arrays["hidden"], positions, layers)}
+    if "hidden_b" in arrays:
+        out["features_b"] = _layer_view(arrays["hidden_b"], positions, layers)
+    return out
+
+
+def _layer_view(hidden: np.ndarray, positions: np.ndarray, layers: list[int]) -> np.ndarray:
+    picked = hidden[positions][:, layers, :]  # (n, len(layers), H)
+    return picked.reshape(len(positions), -1).astype(np.float32)  # (n, len(layers)·H)

@@ -22,7 +22,7 @@ from weaklift.models.classifier import (
 from weaklift.models.loading import model_fingerprint
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
 from weaklift.stages.context import StageContext
-from weaklift.stages.data import features_stage
+from weaklift.stages.data import features_stage, probe_layers, split_features
 from weaklift.store import Artifact, save_arrays
 from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
 from weaklift.training.classifier import (
@@ -80,6 +80,8 @@ def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
     }
     if model_cfg.mode == "lora":
         params["lora"] = model_cfg.lora.model_dump()
+    if model_cfg.mode != "probe":  # probe keys carry the resolved layer with their features
+        params["layer"] = model_cfg.layer
     return params
 
 
@@ -91,13 +93,15 @@ class _Inputs:
         self.probe = model_cfg.mode == "probe"
 
     def upstream(self, splits: tuple[str, ...]) -> dict[str, str]:
+        """Probe: the features artifact (all layers, all rows) and the resolved layer it reads."""
         if not self.probe:
             return {}
-        return {f"features/{s}": features_stage(self.ctx, self.model_cfg, s).key for s in splits}
+        layers = probe_layers(self.ctx, self.model_cfg)
+        return {"features": features_stage(self.ctx, self.model_cfg).key, "layer": str(layers)}
 
     def batcher(self, split: str):
         if self.probe:
-            arrays = features_stage(self.ctx, self.model_cfg, split).arrays()
+            arrays = split_features(self.ctx, self.model_cfg, split)
             return FeatureBatcher(arrays["features"], arrays.get("features_b"))
         loaded = self.ctx.backbone(self.model_cfg.model)
         return TokenBatcher(
@@ -110,15 +114,14 @@ class _Inputs:
     def new_model(self, seed: int, train_split: str) -> torch.nn.Module:
         torch.manual_seed(seed)
         if self.probe:
-            arrays = features_stage(self.ctx, self.model_cfg, train_split).arrays()
+            arrays = split_features(self.ctx, self.model_cfg, train_split)
             if self.ctx.pairwise:  # standardise with both sides' features
                 both = torch.as_tensor(np.concatenate([arrays["features"], arrays["features_b"]]))
                 return PairwiseRewardHead(both.shape[1], both)
             train_features = torch.as_tensor(arrays["features"])
             return LinearHead(train_features.shape[1], self.ctx.data.num_classes, train_features)
-        # A fresh copy of the pretrained weights for every finetuned model.
-        self.ctx._backbones.pop(self.model_cfg.model, None)
-        loaded = self.ctx.backbone(self.model_cfg.model)
+        # A private copy of the pretrained weights: training must not touch the shared backbone.
+        loaded = self.ctx.fresh_backbone(self.model_cfg.model)
         return build_backbone_classifier(
             loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise
         )
