@@ -1,4 +1,4 @@
-"""The ``weaklift`` command: run, validate, tasks, models.
+"""The ``weaklift`` command: run, validate, layers, tasks, models.
 
 Bad input exits with code 2 and one line naming the problem and the fix.
 """
@@ -31,6 +31,12 @@ def _parser() -> argparse.ArgumentParser:
         "validate", help="check a config (and overrides) without loading any model"
     )
     validate.add_argument("args", nargs="*", help="CONFIG.yaml and/or key=value overrides")
+    layers = sub.add_parser(
+        "layers",
+        help="GT-probe accuracy per layer of the weak and strong models (weak_train -> val)",
+    )
+    layers.add_argument("args", nargs="*", help="optional CONFIG.yaml, then key=value overrides")
+    layers.add_argument("--json", action="store_true", help="print the scores as JSON")
     sub.add_parser("tasks", help="list built-in tasks")
     sub.add_parser("models", help="list the offline model zoo")
     return parser
@@ -71,6 +77,16 @@ def _validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _layers(args: argparse.Namespace) -> int:
+    from weaklift.config import load_config
+    from weaklift.layers import layer_scores, layers_table, scores_json
+
+    path, overrides = _split_config_args(args.args)
+    scores = layer_scores(load_config(path, overrides))
+    print(json.dumps(scores_json(scores), indent=2) if args.json else layers_table(scores))
+    return 0
+
+
 def _tasks(_: argparse.Namespace) -> int:
     from weaklift.tasks import describe_tasks
 
@@ -99,7 +115,13 @@ def _models(_: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _run, "validate": _validate, "tasks": _tasks, "models": _models}
+COMMANDS = {
+    "run": _run,
+    "validate": _validate,
+    "layers": _layers,
+    "tasks": _tasks,
+    "models": _models,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
