@@ -64,14 +64,21 @@ def count_tokens(backbone: LoadedBackbone, texts: list[str], max_length: int) ->
 
 
 def time_extraction(
-    backbone: LoadedBackbone, texts: list[str], batch_size: int, max_length: int, repeats: int
+    backbone: LoadedBackbone,
+    texts: list[str],
+    batch_size: int,
+    max_length: int,
+    repeats: int,
+    all_layers: bool = False,
 ) -> float:
     """Best of ``repeats`` runs (like ``timeit``): other processes on a small machine only add time."""
     extract_features(backbone, texts[:4], "auto", max_length, 4, progress=False)  # warm-up
     best = float("inf")
     for _ in range(repeats):
         start = time.perf_counter()
-        extract_features(backbone, texts, "auto", max_length, batch_size, progress=False)
+        extract_features(
+            backbone, texts, "auto", max_length, batch_size, progress=False, all_layers=all_layers
+        )
         best = min(best, time.perf_counter() - start)
     return best
 
@@ -109,12 +116,15 @@ def bench_model(name: str, texts: list[str], args: argparse.Namespace) -> None:
     backbone = load_backbone(name, device="cpu")
     n_tokens = count_tokens(backbone, texts, args.max_length)
     print(f"\n{name}: {len(texts)} texts, {n_tokens} tokens (mean {n_tokens / len(texts):.1f})")
-    for attn, threads, batch_size in itertools.product(args.attn, args.threads, args.batch_size):
+    settings = itertools.product(args.attn, args.threads, args.batch_size, args.layers)
+    for attn, threads, batch_size, layers in settings:
         backbone.model.set_attn_implementation(attn)
         torch.set_num_threads(threads)
-        seconds = time_extraction(backbone, texts, batch_size, args.max_length, args.repeats)
+        seconds = time_extraction(
+            backbone, texts, batch_size, args.max_length, args.repeats, layers == "all"
+        )
         report(
-            f"  weaklift  attn={attn} threads={threads} batch={batch_size}",
+            f"  weaklift  attn={attn} threads={threads} batch={batch_size} layers={layers}",
             seconds,
             len(texts),
             n_tokens,
@@ -135,6 +145,13 @@ def main() -> None:
     )
     parser.add_argument(
         "--attn", nargs="+", default=["sdpa"], choices=["sdpa", "eager"], help="attention kernels"
+    )
+    parser.add_argument(
+        "--layers",
+        nargs="+",
+        default=["last", "all"],
+        choices=["last", "all"],
+        help="pool the last hidden state only, or every layer's (what probe features store)",
     )
     parser.add_argument("--max-length", type=int, default=128, help="truncation length")
     parser.add_argument(
