@@ -80,9 +80,7 @@ def _probe_accuracy(
 ) -> float:
     if len(np.unique(y_train)) < 2:
         return float(np.mean(y_val == y_train[0]))
-    probe = make_pipeline(
-        StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER)
-    )
+    probe = make_pipeline(StandardScaler(), LogisticRegression(C=PROBE_C, max_iter=PROBE_MAX_ITER))
     probe.fit(x_train, y_train)
     return float(np.mean(probe.predict(x_val) == y_val))
 

@@ -4,6 +4,15 @@ The key hashes the stage name, its version, every config field the stage reads a
 upstream artifacts, so a changed input never reuses a stale result and an identical stage is never
 recomputed. A stage writes into a temporary folder that is renamed into place only when complete;
 ``manifest.json`` records a SHA-256 per file, and a corrupt artifact is detected and recomputed.
+
+Several processes (two runs, a sweep's workers, on one or many hosts) may share a store:
+1. a per-key lock file (``.locks/<stage>/<key>``, kept: unlinking a lock file is racy) makes each
+   artifact computed once;
+2. a rename that loses a race to an identical, verified artifact counts as success;
+3. an artifact is deleted only on a checksum mismatch (under its lock), never because reading it
+   raised an OSError, which may be transient (NFS, a full file table);
+4. temporaries are named ``.tmp-<key>-<host>-<pid>-<random>`` and removed only when that host is
+   this one and that pid is dead; another host's temporaries are never touched.
 """
 
 from __future__ import annotations
@@ -13,6 +22,7 @@ import json
 import logging
 import os
 import shutil
+import socket
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -21,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from filelock import FileLock
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
 
@@ -28,6 +39,12 @@ log = logging.getLogger(__name__)
 
 MANIFEST = "manifest.json"
 _TMP_PREFIX = ".tmp-"
+_LOCKS = ".locks"
+_TRASH_PREFIX = ".trash-"
+
+
+class CorruptArtifact(Exception):
+    """An artifact's files do not match its manifest (definitely damaged, not a read hiccup)."""
 
 
 def stable_hash(obj: Any, length: int = 16) -> str:
@@ -110,14 +127,43 @@ class ArtifactStore:
         upstream: dict[str, str],
         compute: Callable[[Path], dict[str, Any] | None],
     ) -> Artifact:
-        """Return the cached artifact, or run ``compute(tmp_folder) -> meta`` and publish it atomically."""
+        """Return the cached artifact, or run ``compute(tmp_folder) -> meta`` and publish it atomically.
+
+        Safe across processes: the key's lock is held while checking again, computing and
+        publishing, so concurrent callers compute it once and the others read the result.
+        """
         key = self.key(stage, version, params, upstream)
         final = self.root / stage / key
-        cached = self._load_verified(stage, key, final)
-        if cached is not None:
-            return cached
+        try:
+            return self._load_verified(stage, key, final)  # lock-free fast path for a hit
+        except (FileNotFoundError, CorruptArtifact):
+            pass  # absent, or corrupt: decide under the lock
         final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f"{_TMP_PREFIX}{key}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        lock = self.root / _LOCKS / stage / key
+        lock.parent.mkdir(parents=True, exist_ok=True)
+        with FileLock(str(lock)):
+            try:
+                return self._load_verified(stage, key, final)  # computed while we waited
+            except FileNotFoundError:
+                pass
+            except CorruptArtifact as err:
+                log.warning("artifact %s/%s is corrupt (%s); recomputing", stage, key, err)
+                self._discard(final)
+            self._compute_and_publish(stage, key, final, version, params, upstream, compute)
+        self.executions[stage] += 1
+        return self._load_verified(stage, key, final)
+
+    def _compute_and_publish(
+        self,
+        stage: str,
+        key: str,
+        final: Path,
+        version: int,
+        params: dict[str, Any],
+        upstream: dict[str, str],
+        compute: Callable[[Path], dict[str, Any] | None],
+    ) -> None:
+        tmp = final.parent / temp_name(key)
         tmp.mkdir()
         try:
             meta = compute(tmp) or {}
@@ -138,40 +184,81 @@ class ArtifactStore:
             (tmp / MANIFEST).write_text(
                 json.dumps(manifest, indent=2, default=_json_default) + "\n"
             )
-            if final.exists():  # another process finished first; keep theirs
-                shutil.rmtree(tmp)
-            else:
-                os.rename(tmp, final)
+            self._publish(tmp, final, stage, key)
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        self.executions[stage] += 1
-        return Artifact(stage, key, final, json.loads((final / MANIFEST).read_text())["meta"])
 
-    def _load_verified(self, stage: str, key: str, folder: Path) -> Artifact | None:
-        manifest_path = folder / MANIFEST
-        if not folder.exists():
-            return None
+    def _publish(self, tmp: Path, final: Path, stage: str, key: str) -> None:
+        """Rename into place; losing the race to an identical, verified artifact is success
+        (a writer that does not share our lock, e.g. another host on a filesystem without locks)."""
         try:
-            manifest = json.loads(manifest_path.read_text())
-            for rel, digest in manifest["files"].items():
-                if file_sha256(folder / rel) != digest:
-                    raise ValueError(f"checksum mismatch in {rel}")
-        except (OSError, ValueError, KeyError, TypeError) as err:
-            log.warning("artifact %s/%s is corrupt (%s); recomputing", stage, key, err)
-            shutil.rmtree(folder, ignore_errors=True)
-            return None
+            os.rename(tmp, final)
+        except OSError:
+            if not final.exists():
+                raise
+            self._load_verified(stage, key, final)  # raises if theirs is damaged
+            shutil.rmtree(tmp, ignore_errors=True)
+
+    def _load_verified(self, stage: str, key: str, folder: Path) -> Artifact:
+        """The artifact if every file matches the manifest. Raises FileNotFoundError when it does
+        not exist, CorruptArtifact on a mismatch, and lets any other OSError propagate (a
+        transient read error must never look like corruption)."""
+        if not folder.is_dir():
+            raise FileNotFoundError(folder)
+        try:
+            manifest = json.loads((folder / MANIFEST).read_text())
+            files = manifest["files"]
+        except FileNotFoundError as err:
+            raise CorruptArtifact(f"{MANIFEST} is missing") from err
+        except (ValueError, KeyError, TypeError) as err:
+            raise CorruptArtifact(f"{MANIFEST} is unreadable ({err})") from err
+        for rel, digest in files.items():
+            try:
+                actual = file_sha256(folder / rel)
+            except FileNotFoundError as err:
+                raise CorruptArtifact(f"{rel} is missing") from err
+            if actual != digest:
+                raise CorruptArtifact(f"checksum mismatch in {rel}")
         return Artifact(stage, key, folder, manifest.get("meta", {}))
 
+    @staticmethod
+    def _discard(folder: Path) -> None:
+        """Move a corrupt artifact aside first, so no reader ever sees it half deleted."""
+        trash = folder.with_name(f"{_TRASH_PREFIX}{folder.name}-{uuid.uuid4().hex[:8]}")
+        os.rename(folder, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+
     def _remove_abandoned_temporaries(self) -> None:
-        """Delete temp folders left by processes that died mid-stage (never visible as artifacts)."""
+        """Delete temp folders whose owner is known dead: this host, and a pid no longer running.
+        A temp of a live pid, of another host, or of an unknown owner is left alone."""
+        host = _hostname()
         for tmp in self.root.glob(f"*/{_TMP_PREFIX}*"):
-            parts = tmp.name.split("-")
-            pid = int(parts[2]) if len(parts) > 2 and parts[2].isdigit() else None
-            if pid is None or not pid_alive(pid):
-                shutil.rmtree(tmp, ignore_errors=True) if tmp.is_dir() else tmp.unlink(
-                    missing_ok=True
-                )
+            owner = temp_owner(tmp.name)
+            if owner is None or owner[0] != host or pid_alive(owner[1]):
+                continue
+            if tmp.is_dir():
+                shutil.rmtree(tmp, ignore_errors=True)
+            else:
+                tmp.unlink(missing_ok=True)
+
+
+def _hostname() -> str:
+    """This host's name with dashes and dots replaced, so temp names split unambiguously."""
+    return "".join(c if c.isalnum() else "_" for c in socket.gethostname()) or "unknown"
+
+
+def temp_name(key: str) -> str:
+    """``.tmp-<key>-<host>-<pid>-<random>``: who owns it, so cleanup can tell if it is abandoned."""
+    return f"{_TMP_PREFIX}{key}-{_hostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def temp_owner(name: str) -> tuple[str, int] | None:
+    """(host, pid) of a temp folder name, or None when the name does not say (an older format)."""
+    parts = name.removeprefix(_TMP_PREFIX).split("-")
+    if len(parts) != 4 or not parts[2].isdigit():
+        return None
+    return parts[1], int(parts[2])
 
 
 def pid_alive(pid: int) -> bool:

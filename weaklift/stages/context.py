@@ -59,7 +59,9 @@ class StageContext:
         """Sorted task rows for feature extraction: ``feature_rows``, else every split's rows."""
         if self.feature_rows is not None:
             return np.unique(np.asarray(self.feature_rows, dtype=np.int64))
-        return np.unique(np.concatenate([np.asarray(idx) for idx in self.splits.as_dict().values()]))
+        return np.unique(
+            np.concatenate([np.asarray(idx) for idx in self.splits.as_dict().values()])
+        )
 
     def texts(self, split: str) -> list[str]:
         return [self.data.texts[i] for i in self.splits[split]]
