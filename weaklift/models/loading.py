@@ -7,6 +7,7 @@ normalised to RIGHT padding with a pad token, which pooling and feature extracti
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from weaklift.errors import WeakliftError
 from weaklift.models.zoo import ZOO, cache_root, convert_gguf
+from weaklift.store import file_sha256
 
 # Model types whose base model is a causal decoder (read out at the last token).
 DECODER_MODEL_TYPES = frozenset(
@@ -28,7 +30,6 @@ DECODER_MODEL_TYPES = frozenset(
     }
 )  # fmt: skip
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth")
 _HOW_TO = "use a zoo name (weaklift models), a local folder or a .gguf file"
 
 
@@ -117,7 +118,32 @@ def model_fingerprint(model: str) -> str:
         return f"gguf:{where}:{_gguf_key(Path(where))}"
     if kind == "dir":
         return f"dir:{where}:{_folder_key(Path(where))}"
-    return f"hub:{where}"
+    return f"hub:{where}@{hub_commit(str(where))}"
+
+
+def hub_commit(repo_id: str) -> str:
+    """The commit a hub id resolves to, so a new upload on the hub never reuses stale artifacts:
+    the snapshot the local Hugging Face cache holds for ``main``, else (online) the hub's answer."""
+    from huggingface_hub import constants, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(repo_id, "config.json")
+    if isinstance(cached, str):
+        return Path(cached).parent.name  # .../snapshots/<commit>/config.json
+    if not constants.HF_HUB_OFFLINE:
+        from huggingface_hub import HfApi
+
+        try:
+            return HfApi().model_info(repo_id).sha
+        except Exception as err:  # network, auth, missing repo: one clear line
+            first_line = str(err).strip().splitlines()[0] if str(err).strip() else repr(err)
+            raise WeakliftError(
+                f"cannot resolve the commit of hub model {repo_id} ({first_line})", _HOW_TO
+            ) from err
+    raise WeakliftError(
+        f"hub model {repo_id} is not in the local Hugging Face cache (offline), so its commit "
+        "is unknown",
+        "download it once online, or use a zoo name or a local folder",
+    )
 
 
 def is_decoder_config(config: PretrainedConfig) -> bool:
@@ -143,12 +169,36 @@ def _gguf_key(path: Path) -> str:
 
 
 def _folder_key(folder: Path) -> str:
-    """Hash config.json plus the size and mtime of every weight file (no weight bytes are read)."""
-    parts = [(folder / "config.json").read_bytes().decode(errors="replace")]
-    for weight in sorted(p for p in folder.iterdir() if p.suffix in _WEIGHT_SUFFIXES):
-        stat = weight.stat()
-        parts.append(f"{weight.name}:{stat.st_size}:{stat.st_mtime_ns}")
+    """Hash the content of every file that defines the model: config, tokenizer files and every
+    weight file, sharded or in subfolders (anything but hidden files and docs). Each file's hash is
+    remembered per (path, size, mtime, ctime, inode), so a process reads a large folder once."""
+    parts = []
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder)
+        if not path.is_file() or _is_ignored(rel):
+            continue
+        stat = path.stat()
+        digest = _content_hash(
+            str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino
+        )
+        parts.append(f"{rel.as_posix()}:{digest}")
     return _short_hash("\n".join(parts))
+
+
+_DOC_NAMES = ("readme", "license", "licence", "notice", "changelog")
+
+
+def _is_ignored(rel: Path) -> bool:
+    """Files that cannot change what the model computes: hidden ones, READMEs, licences."""
+    if any(part.startswith(".") for part in rel.parts):
+        return True
+    name = rel.name.lower()
+    return name.endswith(".md") or name.startswith(_DOC_NAMES)
+
+
+@functools.lru_cache(maxsize=4096)
+def _content_hash(path: str, size: int, mtime_ns: int, ctime_ns: int, inode: int) -> str:
+    return file_sha256(Path(path))
 
 
 def _short_hash(text: str) -> str:
