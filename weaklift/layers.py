@@ -47,6 +47,10 @@ def layer_scores(cfg: ExperimentConfig, store: ArtifactStore | None = None) -> l
     """Probe accuracy per layer for each neural weak member and the strong model."""
     models = [("weak", m) for m in cfg.weak_members if m.model != TFIDF_MODEL]
     models.append(("strong", cfg.strong))
+    # Members that differ only in seed or subset read the same features: score each model once.
+    models = list(
+        {(role, m.model, m.pooling, m.max_length): (role, m) for role, m in models}.values()
+    )
     for _, model_cfg in models:
         model_fingerprint(model_cfg.model)  # an unknown model fails before any work
     data = load_task(cfg.task, cfg.seed)
