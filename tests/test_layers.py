@@ -120,8 +120,31 @@ def test_layers_command_scores_every_layer_on_val_and_feeds_the_run(
     scores = layer_scores(load_config(None, overrides), store)
     assert [len(s.accuracy) for s in scores] == [3, 3]
     assert all(0 <= a <= 1 for s in scores for a in s.accuracy)
+    assert store.executions["features"] == 0  # the command's own extraction is cached
     run_experiment(load_config(None, [*overrides, "methods=[xent]"]), store)
-    assert store.executions["features"] == 0  # `weaklift run` reuses the extraction
+    assert store.executions["features"] == 2  # the run's row set: every split
+    ctx = _context(workdir, tmp_path)
+    probed = len(np.union1d(ctx.splits["weak_train"], ctx.splits["val"]))
+    for model_cfg in (ctx.cfg.weak, ctx.cfg.strong):
+        assert features_stage(ctx, model_cfg).meta["reused_rows"] == probed  # copied, not rerun
+
+
+def test_reused_rows_equal_a_fresh_extraction(workdir, tmp_path):
+    partial = _context(workdir, tmp_path)
+    partial.feature_rows = partial.splits["val"]
+    features_stage(partial, partial.cfg.strong)
+    full = _context(workdir, tmp_path)  # same store: copies val, extracts the rest
+    merged = features_stage(full, full.cfg.strong)
+    assert merged.meta["reused_rows"] == len(partial.splits["val"])
+    fresh = _context(workdir, tmp_path / "elsewhere")
+    expected = features_stage(fresh, fresh.cfg.strong)
+    assert fresh.store.executions["features"] == 1 and expected.meta["reused_rows"] == 0
+    np.testing.assert_array_equal(merged.arrays()["rows"], expected.arrays()["rows"])
+    np.testing.assert_allclose(
+        merged.arrays()["hidden"].astype(np.float32),
+        expected.arrays()["hidden"].astype(np.float32),
+        atol=1e-2,  # float16 storage; batches of other lengths differ in rounding only
+    )
 
 
 def test_layer_must_be_an_index_middle_or_list():

@@ -2,8 +2,8 @@
 
 For every layer of every neural model in the config, a logistic-regression probe learns ground
 truth on ``weak_train`` and is scored on ``val`` — never on ``test``, so picking a layer here does
-not touch the numbers an experiment reports. Features come from the same cached all-layer
-extraction as ``weaklift run`` (features stage), so a run afterwards reuses them.
+not touch the numbers an experiment reports. Features come from the same all-layer features
+stage as ``weaklift run``, for weak_train and val only; a run afterwards copies those rows.
 """
 
 from __future__ import annotations
@@ -57,6 +57,8 @@ def layer_scores(cfg: ExperimentConfig, store: ArtifactStore | None = None) -> l
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     ctx = StageContext(store=store, data=data, cfg=cfg)
     splits_stage(ctx)
+    # Only what the probes read: a later run extracts the other rows and copies these.
+    ctx.feature_rows = np.union1d(ctx.splits["weak_train"], ctx.splits["val"])
     return [_score_model(ctx, role, model_cfg) for role, model_cfg in models]
 
 

@@ -153,6 +153,22 @@ class ArtifactStore:
         self.executions[stage] += 1
         return self._load_verified(stage, key, final)
 
+    def artifacts(self, stage: str, version: int, params: dict[str, Any]) -> list[Artifact]:
+        """Finished, verified artifacts of ``stage`` whose params include ``params`` (sorted by
+        key). For stages that can reuse part of a related result; corrupt ones are skipped."""
+        found = []
+        for folder in sorted((self.root / stage).glob(f"[!.]*/{MANIFEST}")):
+            try:
+                manifest = json.loads(folder.read_text())
+                matches = manifest["version"] == version and all(
+                    manifest["params"].get(k) == v for k, v in params.items()
+                )
+                if matches:
+                    found.append(self._load_verified(stage, manifest["key"], folder.parent))
+            except (OSError, ValueError, KeyError, TypeError, CorruptArtifact):
+                continue  # unreadable now: simply not reused
+        return found
+
     def _compute_and_publish(
         self,
         stage: str,

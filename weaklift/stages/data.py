@@ -101,8 +101,10 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig) -> Artifact:
     """Pooled hidden states of EVERY layer for the task rows probes use, from one forward pass.
 
     Keyed by model, pooling, length, task and the row set — not by split, layer or seed — so
-    changing any of those reads the cache. Arrays: ``rows`` (R,), ``hidden`` (R, L+1, H) with
-    index 0 the embeddings, and ``hidden_b`` for the second text of preference pairs.
+    changing any of those reads the cache. Rows an earlier extraction of another row set holds
+    (``weaklift layers`` reads weak_train and val only) are copied, not recomputed. Arrays:
+    ``rows`` (R,), ``hidden`` (R, L+1, H) with index 0 the embeddings, and ``hidden_b`` for the
+    second text of preference pairs.
     """
     rows = ctx.probe_rows()
     params = {
@@ -117,29 +119,59 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig) -> Artifact:
         return ctx.memo[memo]
 
     def compute(out: Path) -> dict:
-        loaded = ctx.backbone(model_cfg.model)
-        texts = {"hidden": [ctx.data.texts[i] for i in rows]}
-        if ctx.pairwise:
-            texts["hidden_b"] = [ctx.data.texts_b[i] for i in rows]
-        arrays = {
-            name: compact(
-                extract_features(
+        names = ["hidden", "hidden_b"] if ctx.pairwise else ["hidden"]
+        arrays, done = _reuse_earlier_extractions(ctx, params, rows, names)
+        missing = np.flatnonzero(~done)
+        if len(missing):
+            loaded = ctx.backbone(model_cfg.model)
+            side = {"hidden": ctx.data.texts, "hidden_b": getattr(ctx.data, "texts_b", None)}
+            for name in names:
+                new = extract_features(
                     loaded,
-                    row_texts,
+                    [side[name][i] for i in rows[missing]],
                     pooling=model_cfg.pooling,  # extract_features resolves auto
                     max_length=model_cfg.max_length,
                     batch_size=model_cfg.extract_batch_size,
                     all_layers=True,
-                )
-            )
-            for name, row_texts in texts.items()
-        }
-        save_arrays(out, {"rows": rows, **arrays})
-        return {"shape": list(arrays["hidden"].shape), "num_states": arrays["hidden"].shape[1]}
+                )  # (n, L+1, H)
+                if name not in arrays:
+                    arrays[name] = np.empty((len(rows), *new.shape[1:]), dtype=np.float32)
+                arrays[name][missing] = new
+        save_arrays(out, {"rows": rows, **{name: compact(a) for name, a in arrays.items()}})
+        shape = arrays["hidden"].shape
+        return {"shape": list(shape), "num_states": shape[1], "reused_rows": int(done.sum())}
 
     artifact = ctx.store.get_or_compute("features", FEATURES_VERSION, params, {}, compute)
     ctx.memo[memo] = artifact
     return artifact
+
+
+def _reuse_earlier_extractions(
+    ctx: StageContext, params: dict, rows: np.ndarray, names: list[str]
+) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Copy the rows that earlier extractions of the same model, pooling, length and task already
+    hold (e.g. ``weaklift layers`` on weak_train and val before a run); returns the arrays
+    (float32, allocated once something is found) and which rows they fill."""
+    same = {k: v for k, v in params.items() if k != "rows"}
+    arrays: dict[str, np.ndarray] = {}
+    done = np.zeros(len(rows), dtype=bool)
+    for earlier in ctx.store.artifacts("features", FEATURES_VERSION, same):
+        theirs = earlier.arrays()
+        _, mine, at = np.intersect1d(rows, theirs["rows"], return_indices=True)
+        new = ~done[mine]
+        mine, at = mine[new], at[new]
+        if not len(mine):
+            continue
+        for name in names:
+            if name not in arrays:
+                arrays[name] = np.empty((len(rows), *theirs[name].shape[1:]), dtype=np.float32)
+            arrays[name][mine] = theirs[name][at]
+        done[mine] = True
+        if done.all():
+            break
+    if done.any():
+        log.info("features: %d of %d rows reused from earlier extractions", done.sum(), len(rows))
+    return arrays, done
 
 
 def probe_layers(ctx: StageContext, model_cfg: ModelConfig) -> list[int]:
