@@ -25,7 +25,9 @@ from weaklift.stages.data import features_stage, split_features
 from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
 
-PROBE_C = 1.0  # fixed, not tuned on val: the scores compare layers, they do not select a probe
+# Fixed, not tuned on val (the scores compare layers, they do not select a probe). Moderate L2 on
+# standardised features: lbfgs converges in ~50 steps, where C=1 takes ~200 (4x the time on facts).
+PROBE_C = 0.1
 PROBE_MAX_ITER = 2000
 
 
