@@ -14,6 +14,7 @@ import torch
 
 from tests.test_pipeline import FILLER, NEGATIVE, POSITIVE, workdir  # noqa: F401
 from weaklift.config import TaskConfig, load_config
+from weaklift.layers import layer_scores
 from weaklift.methods.logconf import Logconf, LogconfOptions
 from weaklift.methods.xent import Xent
 from weaklift.models.classifier import PairwiseRewardHead
@@ -141,3 +142,6 @@ def test_reward_modelling_end_to_end(workdir, tmp_path, mode):  # noqa: F811
         assert 0 <= model["accuracy"] <= 1
     if mode == "probe":
         assert store.executions["features"] == 2  # one pass per model; holds both texts of a pair
+        scores = layer_scores(cfg, store)  # Bradley–Terry probes on feature differences, per layer
+        assert [len(s.accuracy) for s in scores] == [3, 3]
+        assert all(0 <= a <= 1 for s in scores for a in s.accuracy)
