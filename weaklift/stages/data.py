@@ -204,5 +204,5 @@ def split_features(ctx: StageContext, model_cfg: ModelConfig, split: str) -> dic
 
 
 def _layer_view(hidden: np.ndarray, positions: np.ndarray, layers: list[int]) -> np.ndarray:
-    picked = hidden[positions][:, layers, :]  # (n, len(layers), H)
+    picked = np.take(hidden, layers, axis=1)[positions]  # (n, len(layers), H); copies little
     return picked.reshape(len(positions), -1).astype(np.float32)  # (n, len(layers)·H)
