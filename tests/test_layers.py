@@ -71,7 +71,7 @@ def test_compact_halves_storage_unless_values_overflow_float16():
 
 def _context(workdir, tmp_path, *extra):
     cfg = load_config(None, _overrides(workdir, tmp_path, *extra))
-    ctx = StageContext(ArtifactStore(tmp_path / "artifacts"), load_task(cfg.task, cfg.seed), cfg)
+    ctx = StageContext(ArtifactStore(tmp_path / "artifacts"), load_task(cfg.task), cfg)
     splits_stage(ctx)
     return ctx
 

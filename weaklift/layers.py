@@ -55,7 +55,7 @@ def layer_scores(cfg: ExperimentConfig, store: ArtifactStore | None = None) -> l
     )
     for _, model_cfg in models:
         model_fingerprint(model_cfg.model)  # an unknown model fails before any work
-    data = load_task(cfg.task, cfg.seed)
+    data = load_task(cfg.task)
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     ctx = StageContext(store=store, data=data, cfg=cfg)
     splits_stage(ctx)
