@@ -65,11 +65,25 @@ def test_logpool_is_confidence_weighted_geometric_pool():
     assert torch.isfinite(combine(torch.tensor([[[1.0, 0.0], [0.5, 0.5]]]), "logpool")).all()
 
 
-def test_dynamic_member_weights_softmax_of_confidence():
-    members = torch.tensor([[P1, P2, P3], [P2, P2, P1]])  # confidences 0.55, 0.5, 0.55
-    w = dynamic_member_weights(members, temperature=0.1)
+def test_dynamic_member_weights_softmax_of_weak_side_accuracy():
+    w = dynamic_member_weights([0.55, 0.5, 0.55], temperature=0.1)
     e = [math.exp(5.5), math.exp(5.0), math.exp(5.5)]
     assert w.tolist() == pytest.approx([x / sum(e) for x in e], abs=1e-6)
+
+
+def test_dynamic_weights_reward_members_that_are_right_not_merely_confident():
+    """Regression: weights came from each member's confidence, so a sure but wrong member won."""
+    confident_wrong, unsure_right = [0.99, 0.01], [0.4, 0.6]
+    members = torch.tensor([[confident_wrong, unsure_right]] * 4)  # (4, 2, 2)
+    method = MultiNaive(
+        MultiNaiveOptions(weights="dynamic", temperature=0.1, member_accuracy=[0.3, 0.9])
+    )
+    w = method.member_weights(members)
+    assert w[1] > 0.99 and w.tolist() == pytest.approx(
+        torch.softmax(torch.tensor([3.0, 9.0]), 0).tolist(), abs=1e-6
+    )
+    with pytest.raises(ValueError, match="member_accuracy"):
+        MultiNaive(MultiNaiveOptions(weights="dynamic")).member_weights(members)
 
 
 # --- agreement: Dirichlet fit and example weights ---------------------------------------------
@@ -187,7 +201,11 @@ def _members(n: int) -> torch.Tensor:
     [
         Joint(JointOptions(base="logconf", combine="logpool", weighting="entropy")),
         Bayes(BayesOptions(aux_alpha=0.5, weighting="dirichlet")),
-        MultiNaive(MultiNaiveOptions(weights="dynamic", weighting="entropy")),
+        MultiNaive(
+            MultiNaiveOptions(
+                weights="dynamic", weighting="entropy", member_accuracy=[0.6, 0.7, 0.8]
+            )
+        ),
     ],
     ids=["joint", "bayes", "multi_naive"],
 )

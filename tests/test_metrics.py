@@ -11,6 +11,7 @@ from weaklift.metrics import (
     accuracy,
     agreement,
     auroc,
+    bootstrap_accuracies,
     expected_calibration_error,
     pgr,
     pgr_bootstrap_ci,
@@ -47,6 +48,41 @@ def test_pgr_ci_covers_the_point_estimate_and_matches_manual_bootstrap():
         (student[i].mean() - weak[i].mean()) / (ceiling[i].mean() - weak[i].mean()) for i in idx
     ]
     assert (lo, hi) == pytest.approx(tuple(np.percentile(values, [2.5, 97.5])))
+
+
+def test_seed_bootstrap_includes_training_variance_by_hand():
+    """Two seeds whose students differ completely: seed A recovers the whole gap, seed B none.
+    Within a seed every test example looks alike, so test resampling alone sees no variance;
+    resampling seeds gives {A, A}: 1, {A, B}: 0.5, {B, B}: 0 with chances 1/4, 1/2, 1/4."""
+    n = 50
+    wrong, right = np.zeros(n, dtype=bool), np.ones(n, dtype=bool)
+    weak, ceiling = [wrong, wrong], [right, right]
+    student = [right, wrong]  # seed A: PGR 1; seed B: PGR 0
+    assert pgr_bootstrap_ci(weak[0], student[0], ceiling[0], 200, 0) == (1.0, 1.0)
+    acc = bootstrap_accuracies({"s": student, "w": weak, "c": ceiling}, samples=4000, seed=1)
+    values, counts = np.unique(acc["s"], return_counts=True)
+    assert values.tolist() == [0.0, 0.5, 1.0]
+    assert counts / 4000 == pytest.approx([0.25, 0.5, 0.25], abs=0.03)
+    assert pgr_bootstrap_ci(weak, student, ceiling, samples=4000, seed=1) == (0.0, 1.0)
+
+
+def test_seed_bootstrap_matches_a_loop_written_by_hand():
+    rng = np.random.default_rng(5)
+    correct = {m: [rng.random(30) < p for _ in range(3)] for m, p in (("a", 0.5), ("b", 0.8))}
+    fast = bootstrap_accuracies(correct, samples=300, seed=9)
+    # the same draws, one resample at a time
+    draw = np.random.default_rng(9)
+    seeds = draw.integers(0, 3, size=(300, 3))
+    slow = {m: np.zeros(300) for m in correct}
+    for slot in range(3):
+        for s in range(3):
+            picked = np.flatnonzero(seeds[:, slot] == s)
+            idx = draw.integers(0, 30, size=(len(picked), 30))
+            for row, b in enumerate(picked):
+                for m in correct:
+                    slow[m][b] += correct[m][s][idx[row]].mean() / 3
+    for m in correct:
+        assert np.allclose(fast[m], slow[m])
 
 
 def test_accuracy_auroc_agreement():

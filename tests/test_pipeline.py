@@ -61,6 +61,8 @@ def _overrides(workdir, out, *extra):
         "train.finetune.micro_batch_size=4",
         "train.finetune.lr=1e-3",
         "bootstrap_samples=50",
+        "seeds=1",
+        "controls=false",
         *SIZES,
         *extra,
     ]

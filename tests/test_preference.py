@@ -132,6 +132,8 @@ def test_reward_modelling_end_to_end(workdir, tmp_path, mode):  # noqa: F811
             "train.finetune.lr=1e-3",
             "methods=[xent,logconf]",
             "bootstrap_samples=50",
+            "seeds=1",
+            "controls=false",
         ],
     )
     store = ArtifactStore(tmp_path / "artifacts")

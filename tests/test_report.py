@@ -56,7 +56,29 @@ def test_ensemble_and_ladder_sections():
         )
         | {"students": {"a-very-long-method-label(alpha=0.75)": student}}
     )
-    assert "weak a" in text and "ensemble mean" in text and "best single member (b)" in text
+    assert "weak a" in text and "ensemble mean" in text
+    assert "best single member (chosen on weak_holdout; per seed ['b'])" in text
     assert "rung mid" in text and "direct weak → strong" in text
-    lengths = {len(line) for line in text.splitlines()[1:4] if line.strip()}
-    assert len(lengths) == 1  # header, rule and rows stay aligned with long labels
+    lines = text.splitlines()
+    header = next(line for line in lines if line.startswith("model"))
+    row = next(line for line in lines if line.startswith("student a-very-long"))
+    assert row.index("0.700") + len("0.700") == header.index("accuracy") + len("accuracy")
+
+
+def test_table_names_the_selection_rule_seeds_and_controls():
+    student = _model(0.7, pgr=0.5, pgr_ci=[0.1, 0.9], agreement=0.8, pgr_per_seed=[0.4, 0.6])
+    text = results_table(
+        _results(
+            seeds=[0, 1],
+            selection={"rule": "final", "means": "fixed budget, final epoch scored"},
+            controls={"oracle": _model(0.8, pgr=1.0), "shuffled": _model(0.5, pgr=-0.5)},
+            warnings=["the oracle student ... scores below the ceiling"],
+        )
+        | {"students": {"xent": student}}
+    )
+    assert "× 2 seed(s) [0, 1]" in text and "selection: final (fixed budget" in text
+    assert "CI over seeds and test examples" in text
+    row = next(line for line in text.splitlines() if line.startswith("student xent"))
+    assert row.endswith("0.40 0.60")
+    assert "control oracle (GT labels)" in text and "control shuffled labels" in text
+    assert text.splitlines()[-1].startswith("warning: the oracle student")

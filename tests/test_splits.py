@@ -15,11 +15,31 @@ SIZES = SplitConfig(weak_train=20, transfer=30, val=10, test=20)
 
 def test_splits_are_deterministic_and_disjoint():
     a, b = make_splits(LABELS, SIZES, seed=0), make_splits(LABELS, SIZES, seed=0)
+    expected = {"weak_train": 16, "weak_holdout": 4, "transfer": 30, "val": 10, "test": 20}
     for name in SPLIT_NAMES:
         assert np.array_equal(a[name], b[name])
-        assert len(a[name]) == getattr(SIZES, name)
+        assert len(a[name]) == expected[name]
     union = np.concatenate([a[n] for n in SPLIT_NAMES])
     assert len(np.unique(union)) == len(union) == 80
+    assert np.array_equal(a.all_rows(), np.sort(union))
+
+
+def test_weak_holdout_is_carved_from_weak_train_only():
+    """The holdout (fraction or count) comes out of the weak_train block; the other splits are
+    the ones a run without it would get."""
+    by_count = SplitConfig(weak_train=20, weak_holdout=5, transfer=30, val=10, test=20)
+    a, b = make_splits(LABELS, SIZES, seed=3), make_splits(LABELS, by_count, seed=3)
+    assert len(b.weak_holdout) == 5 and len(b.weak_train) == 15
+    weak_side = np.union1d(a.weak_train, a.weak_holdout)
+    assert np.array_equal(weak_side, np.union1d(b.weak_train, b.weak_holdout))
+    for name in ("transfer", "val", "test"):
+        assert np.array_equal(a[name], b[name])
+
+
+@pytest.mark.parametrize("holdout", [1.0, 20, 25])
+def test_a_holdout_that_leaves_nothing_to_train_is_rejected(holdout):
+    with pytest.raises(ValueError, match="weak_holdout"):
+        SplitConfig(weak_train=20, weak_holdout=holdout)
 
 
 def test_seed_changes_splits():
@@ -30,7 +50,7 @@ def test_seed_changes_splits():
 def test_balanced_splits_have_equal_class_counts():
     balanced = SplitConfig(weak_train=20, transfer=20, val=10, test=10, balance=True)
     splits = make_splits(LABELS, balanced, 0)
-    for name in SPLIT_NAMES:
+    for name in ("transfer", "val", "test"):
         counts = np.bincount(LABELS[splits[name]], minlength=2)
         assert counts[0] == counts[1] == getattr(balanced, name) // 2
 
@@ -64,10 +84,11 @@ def test_grouped_splits_keep_groups_whole_and_sizes_exact(balance):
     _group_split(groups, splits)
     union = np.concatenate([splits[n] for n in SPLIT_NAMES])
     assert len(np.unique(union)) == len(union)
-    for name in SPLIT_NAMES:
-        assert len(splits[name]) == getattr(cfg, name)
+    weak_side = np.union1d(splits.weak_train, splits.weak_holdout)  # holdout: whole groups
+    for name, rows in (("weak_train", weak_side), *((n, splits[n]) for n in SPLIT_NAMES[2:])):
+        assert len(rows) == getattr(cfg, name)
         if balance:
-            counts = np.bincount(labels[splits[name]], minlength=2)
+            counts = np.bincount(labels[rows], minlength=2)
             assert counts[0] == counts[1]
     again = make_splits(labels, cfg, seed=0, groups=groups)
     assert all(np.array_equal(again[n], splits[n]) for n in SPLIT_NAMES)
@@ -95,7 +116,18 @@ def test_sizes_no_whole_groups_can_fill_take_part_of_a_group_and_leave_its_rest_
     cfg = SplitConfig(weak_train=10, transfer=10, val=6, test=10)
     splits = make_splits(LABELS, cfg, seed=0, groups=groups)
     where = _group_split(groups, splits)
-    assert [len(splits[n]) for n in SPLIT_NAMES] == [10, 10, 6, 10]
+    weak_side = len(splits.weak_train) + len(splits.weak_holdout)
+    assert [weak_side, *(len(splits[n]) for n in SPLIT_NAMES[2:])] == [10, 10, 6, 10]
     used = np.concatenate([splits[n] for n in SPLIT_NAMES])
     partial = [g for g in where if np.sum(groups[used] == g) < 4]
-    assert len(partial) == 4  # one cut group per split; its remaining rows are in no split
+    assert len(partial) == 4  # one cut group per block; its remaining rows are in no split
+
+
+def test_weak_holdout_takes_whole_groups():
+    labels = np.arange(160) % 2
+    groups = np.array([f"g{i // 3}" for i in range(160)])
+    splits = make_splits(
+        labels, SplitConfig(weak_train=40, transfer=40, val=20, test=40), 0, groups
+    )
+    assert not set(groups[splits.weak_train]) & set(groups[splits.weak_holdout])
+    assert 8 <= len(splits.weak_holdout) <= 10  # 20% of 40, rounded up to whole groups

@@ -77,6 +77,11 @@ class GenftConfig(_Strict):
     lr: float = Field(2e-4, gt=0, description="AdamW learning rate.")
     batch_size: int = Field(8, ge=1, description="Texts per step.")
     max_length: int = Field(128, ge=8, description="Truncate texts to this many tokens.")
+    exclude_test: bool = Field(
+        True,
+        description="Leave the test split's inputs out of the finetuning texts, so no reported "
+        "accuracy is transductive.",
+    )
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
@@ -156,17 +161,46 @@ class FinetuneTrainConfig(_Strict):
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
 
 
+SelectionRule = Literal["final", "weak_agreement"]
+
+SELECTION_RULES: dict[str, str] = {
+    "final": "fixed budget, final epoch scored (Burns et al. 2023)",
+    "weak_agreement": "epoch that best agrees with each model's own supervision on held-out data "
+    "(weak: GT of weak_holdout; ceiling: GT of val; students: weak labels of val)",
+}
+
+
 class TrainConfig(_Strict):
     probe: ProbeTrainConfig = Field(default_factory=ProbeTrainConfig)
     finetune: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
-    select_best: bool = Field(
-        True,
-        description="Keep the epoch with the best validation accuracy (students: against weak labels).",
+    select: SelectionRule = Field(
+        "final",
+        description="final: train for the fixed budget and score the last epoch, every model alike "
+        "(Burns et al.); weak_agreement: keep the epoch that best matches the model's own "
+        "supervision on held-out data (students: weak labels of val, which biases toward imitation).",
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _select_best_was_replaced(cls, raw: Any) -> Any:
+        if isinstance(raw, dict) and "select_best" in raw:
+            raise ValueError(
+                "select_best was replaced by train.select; use train.select=final (the default, "
+                "Burns et al.) or train.select=weak_agreement (what select_best=true did)"
+            )
+        return raw
 
 
 class SplitConfig(_Strict):
-    weak_train: int = Field(1000, ge=1, description="GT examples the weak supervisor trains on.")
+    weak_train: int = Field(
+        1000, ge=2, description="GT examples on the weak side, weak_holdout included."
+    )
+    weak_holdout: int | float = Field(
+        0.2,
+        gt=0,
+        description="Carved from weak_train (a fraction in (0, 1) or a count): the weak side's own "
+        "held-out GT, for weak model selection, the best member and dynamic ensemble weights.",
+    )
     transfer: int = Field(
         1000, ge=1, description="Examples the weak model labels for the student (ceiling: GT)."
     )
@@ -175,6 +209,26 @@ class SplitConfig(_Strict):
     )
     test: int = Field(1000, ge=1, description="Held-out evaluation.")
     balance: bool = Field(False, description="Equal class counts in every split.")
+
+    @model_validator(mode="after")
+    def _holdout_fits(self) -> SplitConfig:
+        if isinstance(self.weak_holdout, float) and self.weak_holdout >= 1:
+            raise ValueError(
+                f"split.weak_holdout: a fraction must lie in (0, 1), got {self.weak_holdout}; "
+                "or give a count such as 200"
+            )
+        if not 1 <= self.holdout_count() < self.weak_train:
+            raise ValueError(
+                f"split.weak_holdout: {self.holdout_count()} held-out examples leave none of "
+                f"weak_train={self.weak_train} to train on; lower it"
+            )
+        return self
+
+    def holdout_count(self) -> int:
+        """How many of weak_train's examples are held out (at least one)."""
+        if isinstance(self.weak_holdout, float):
+            return max(1, round(self.weak_train * self.weak_holdout))
+        return self.weak_holdout
 
 
 class MethodSpec(_Strict):
@@ -212,6 +266,17 @@ class ExperimentConfig(_Strict):
     train: TrainConfig = Field(default_factory=TrainConfig)
     seed: int = Field(
         0, ge=0, description="Seeds splits, initialisation and data order (task.seed: the data)."
+    )
+    seeds: int | list[int] = Field(
+        3,
+        description="Train every model once per seed: a count n (seed, seed+1, ..., seed+n-1) or "
+        "a list of seeds. Results report each seed, the mean, the spread and a PGR interval "
+        "over seeds and test examples.",
+    )
+    controls: bool = Field(
+        True,
+        description="Add an oracle student (GT labels through the student path; should reach the "
+        "ceiling) and a shuffled student (weak labels permuted; should fall to chance).",
     )
     output_dir: str = Field(
         "weaklift_runs", description="Artifact store and run folders live here."
@@ -260,6 +325,24 @@ class ExperimentConfig(_Strict):
             )
         return {**raw, "ladder": ladder, "weak": ladder[0], "strong": ladder[-1]}
 
+    @field_validator("seeds")
+    @classmethod
+    def _seeds_are_distinct(cls, value: int | list[int]) -> int | list[int]:
+        if isinstance(value, int) and value < 1:
+            raise ValueError(f"seeds: give a count of at least 1 or a list, got {value}")
+        if isinstance(value, list) and (
+            not value or len(set(value)) != len(value) or min(value) < 0
+        ):
+            raise ValueError(f"seeds: list distinct seeds >= 0, e.g. [0, 1, 2], got {value}")
+        return value
+
+    @property
+    def run_seeds(self) -> list[int]:
+        """The seeds every model is trained with."""
+        if isinstance(self.seeds, list):
+            return list(self.seeds)
+        return [self.seed + i for i in range(self.seeds)]
+
     @property
     def weak_members(self) -> list[ModelConfig]:
         return self.weak if isinstance(self.weak, list) else [self.weak]
@@ -297,6 +380,13 @@ class ExperimentConfig(_Strict):
         labels = [spec.label for spec in self.methods]
         if len(set(labels)) != len(labels):
             raise ValueError(f"methods: duplicate entries {labels}")
+        if self.ladder:
+            for i, spec in enumerate(self.methods):
+                if METHODS[spec.name].multi_weak:
+                    raise ValueError(
+                        f"methods.{i}: {spec.name} needs several weak members, but a ladder's rungs "
+                        "each have one supervisor; use a single-weak method (e.g. xent, logconf)"
+                    )
         return self
 
     @model_validator(mode="after")

@@ -39,32 +39,80 @@ def pgr(student: float, weak: float, ceiling: float) -> float:
     return (student - weak) / gap
 
 
+def bootstrap_accuracies(
+    correct: dict[str, list[np.ndarray]],
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, np.ndarray]:
+    """Resampled mean accuracies (S,) per model, over seeds and test examples (a two-level bootstrap).
+
+    ``correct[model][i]`` is model's per-example correctness on seed i's test split. Each resample
+    draws as many seeds as there are, with replacement (training variance), then resamples each drawn
+    seed's test examples with replacement (test variance), jointly for every model so comparisons
+    stay paired, and averages the drawn seeds' accuracies. With one seed this is the ordinary
+    test-example bootstrap.
+    """
+    names = list(correct)
+    num_seeds = len(correct[names[0]])
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, num_seeds, size=(samples, num_seeds))  # (S, seeds)
+    totals = {name: np.zeros(samples) for name in names}
+    for slot in range(num_seeds):
+        for s in range(num_seeds):
+            picked = drawn[:, slot] == s
+            n = len(correct[names[0]][s])
+            idx = rng.integers(0, n, size=(int(picked.sum()), n))  # (picked, n)
+            for name in names:
+                totals[name][picked] += correct[name][s][idx].mean(axis=1)
+    return {name: total / num_seeds for name, total in totals.items()}
+
+
+def percentile_ci(values: np.ndarray, level: float = 0.95) -> tuple[float, float]:
+    """Percentile interval of the finite values; (nan, nan) when none are finite."""
+    values = values[np.isfinite(values)]
+    if not len(values):
+        return float("nan"), float("nan")
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def pgr_from_resamples(
+    student: np.ndarray, weak: np.ndarray, ceiling: np.ndarray, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile CI of PGR over resampled accuracies; resamples with a zero gap are dropped."""
+    gap = ceiling - weak
+    ok = gap != 0
+    return percentile_ci((student[ok] - weak[ok]) / gap[ok], level)
+
+
 def pgr_bootstrap_ci(
-    weak_correct: np.ndarray,
-    student_correct: np.ndarray,
-    ceiling_correct: np.ndarray,
+    weak_correct: np.ndarray | list[np.ndarray],
+    student_correct: np.ndarray | list[np.ndarray],
+    ceiling_correct: np.ndarray | list[np.ndarray],
     samples: int = 1000,
     seed: int = 0,
     level: float = 0.95,
 ) -> tuple[float, float]:
-    """Percentile CI of PGR (on accuracy), resampling test examples jointly for all three models.
+    """Percentile CI of PGR (on accuracy) from ``bootstrap_accuracies``: one array per model for a
+    single seed, or a list of arrays (one per seed) to include training variance.
 
     Resamples with a zero gap are dropped; returns (nan, nan) when none remain.
     """
-    n = len(weak_correct)
-    rng = np.random.default_rng(seed)
-    idx = rng.integers(0, n, size=(samples, n))  # (S, n)
-    weak = weak_correct[idx].mean(axis=1)
-    student = student_correct[idx].mean(axis=1)
-    ceiling = ceiling_correct[idx].mean(axis=1)
-    gap = ceiling - weak
-    ok = gap != 0
-    if not ok.any():
-        return float("nan"), float("nan")
-    values = (student[ok] - weak[ok]) / gap[ok]
-    tail = (1 - level) / 2 * 100
-    lo, hi = np.percentile(values, [tail, 100 - tail])
-    return float(lo), float(hi)
+
+    def per_seed(x):
+        return [np.asarray(a) for a in x] if isinstance(x, list) else [np.asarray(x)]
+
+    acc = bootstrap_accuracies(
+        {
+            "weak": per_seed(weak_correct),
+            "student": per_seed(student_correct),
+            "ceiling": per_seed(ceiling_correct),
+        },
+        samples,
+        seed,
+    )
+    return pgr_from_resamples(acc["student"], acc["weak"], acc["ceiling"], level)
 
 
 def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> float:

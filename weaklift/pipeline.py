@@ -1,9 +1,17 @@
 """``run_experiment(config) -> Results``: the weak-to-strong graph, top to bottom.
 
-task → splits → each weak member on GT(weak_train) → its soft labels on transfer/val/test
-              → ceiling: strong on GT(transfer)
-              → one student per method: strong on weak labels(transfer), selected on weak labels(val)
-              → evaluation on test → results.json
+task → splits of every seed → probe features once, over the union of every seed's rows
+     → per seed: each weak member on GT(weak_train), checked on GT(weak_holdout)
+                 → its soft labels on weak_holdout/transfer/val/test
+                 → ceiling: strong on GT(transfer)
+                 → one student per method: strong on weak labels(transfer)
+                 → controls (oracle: GT labels, shuffled: permuted weak labels) through the student path
+                 → evaluation on that seed's test split
+     → summary over seeds: means, spread, PGR with a seeds × test-examples CI → results.json
+
+No ground truth outside weak_train/weak_holdout reaches a weak model or a student: weak models check
+themselves on weak_holdout, students (with train.select=weak_agreement) on weak labels of val, and
+the best weak member is chosen on weak_holdout.
 """
 
 from __future__ import annotations
@@ -15,18 +23,21 @@ from typing import Any
 
 import numpy as np
 
-from weaklift.config import ExperimentConfig, MethodSpec, ModelConfig
+from weaklift.config import SELECTION_RULES, ExperimentConfig, MethodSpec, ModelConfig
 from weaklift.methods import METHODS
+from weaklift.metrics import accuracy
 from weaklift.models.loading import model_fingerprint
 from weaklift.models.tfidf import TFIDF_MODEL
 from weaklift.stages import (
+    SeedModels,
     StageContext,
     TrainRequest,
+    crossfit_stage,
     evaluation_stage,
     genft_stage,
-    ladder_evaluation_stage,
     one_hot,
     splits_stage,
+    summarise_seeds,
     tfidf_member_stages,
     train_stage,
     weak_labels_stage,
@@ -54,23 +65,50 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
             model_fingerprint(side.model)  # an unknown model fails here, before any work
     data = load_task(cfg.task)  # task.seed fixes the data; seed only splits and training
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
-    ctx = StageContext(store=store, data=data, cfg=cfg)
-    k = data.num_classes
+    backbones: dict = {}  # loaded once, shared by every seed
+    contexts = [
+        StageContext(
+            store=store, data=data, cfg=cfg.model_copy(update={"seed": s}), _backbones=backbones
+        )
+        for s in cfg.run_seeds
+    ]
 
-    # 1. Disjoint splits of the task's examples.
-    splits_stage(ctx)
+    # 1. Disjoint splits for every seed; probe features are extracted once for all their rows.
+    for ctx in contexts:
+        splits_stage(ctx)
+    rows = np.unique(np.concatenate([ctx.splits.all_rows() for ctx in contexts]))
+    for ctx in contexts:
+        ctx.feature_rows = rows
 
-    # 2. Each weak supervisor learns ground truth on weak_train, then labels transfer, val and test.
-    #    Members are cached one by one, so adding a member reuses the others.
+    # 2. Every model, once per seed; 3. the summary over seeds.
+    evaluations = []
+    for ctx in contexts:
+        log.info("seed %d (%d of %d)", ctx.cfg.seed, len(evaluations) + 1, len(contexts))
+        evaluations.append(evaluation_stage(ctx, train_seed(ctx)))
+    ladder_models = [m.label for m in cfg.ladder[1:]] if cfg.ladder else []
+    summary = summarise_seeds(cfg.run_seeds, evaluations, ladder_models, cfg.bootstrap_samples)
+    return _write_results(cfg, data.name, summary, data.label_names)
+
+
+def train_seed(ctx: StageContext) -> SeedModels:
+    """Weak members, ceiling, students, controls and ladders of one seed (ctx.cfg.seed)."""
+    cfg, k = ctx.cfg, ctx.data.num_classes
+
+    # Each weak supervisor learns ground truth on weak_train, then labels the other splits.
+    # Members are cached one by one, so adding a member reuses the others.
     members = {member.label: weak_member_labels(ctx, member) for member in cfg.weak_members}
     member_probs = {
         split: np.stack([m.arrays()[split] for m in members.values()], axis=1)
         for split in ("transfer", "val")
-    }
+    }  # (N, M, K)
     members_key = stable_hash([m.key for m in members.values()])  # order matters: (N, M, K) targets
+    member_accuracy = [
+        accuracy(m.arrays()["weak_holdout"], ctx.labels("weak_holdout")) for m in members.values()
+    ]  # weak-side GT only: what dynamic ensemble weights reward
+    weak_val_labels = member_probs["val"].mean(axis=1).argmax(1)
 
-    # 3. The strong ceiling learns ground truth on the transfer split (after the optional generative
-    #    finetuning, which ceiling and students share so the comparison stays fair).
+    # The strong ceiling learns ground truth on the transfer split (after the optional generative
+    # finetuning, which ceiling and students share so the comparison stays fair).
     strong = genft_stage(ctx, cfg.strong)
     ceiling = train_stage(
         ctx,
@@ -85,66 +123,105 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
         ),
     )
 
-    # 4. One strong student per method, on weak labels only (selection included): multi-weak methods
-    #    see every member's labels (N, M, K); the others see the members' mean (N, K).
-    students = {}
-    for spec in cfg.methods:
-        multi = METHODS[spec.name].multi_weak
-        targets = member_probs["transfer"] if multi else member_probs["transfer"].mean(axis=1)
-        students[spec.label] = train_stage(
+    # One strong student per method, on weak labels only: multi-weak methods see every member's
+    # labels (N, M, K) and the members' weak-side accuracies; the others see the members' mean.
+    def student(stage: str, spec: MethodSpec, targets: np.ndarray, targets_key: str) -> Artifact:
+        return train_stage(
             ctx,
             TrainRequest(
-                stage="student",
+                stage=stage,
                 model_cfg=strong,
                 train_split="transfer",
                 targets=targets,
-                val_labels=member_probs["val"].mean(axis=1).argmax(1),
-                targets_key=members_key,
+                val_labels=weak_val_labels,
+                targets_key=targets_key,
                 method=spec,
                 predict_splits=("test",),
             ),
         )
 
-    # 5. Bootstrapping (optional): m1 learns m0's labels, m2 learns m1's, ... up to the strong model.
+    students = {}
+    for spec in cfg.methods:
+        if METHODS[spec.name].multi_weak:
+            students[spec.label] = student(
+                "student",
+                with_member_accuracy(spec, member_accuracy),
+                member_probs["transfer"],
+                members_key,
+            )
+        else:
+            students[spec.label] = student(
+                "student", spec, member_probs["transfer"].mean(axis=1), members_key
+            )
+
+    # Controls: the same student path on GT labels (should reach the ceiling) and on weak labels
+    # permuted across transfer examples (should fall to chance).
+    controls = {}
+    if cfg.controls:
+        xent = MethodSpec(name="xent")
+        controls["oracle"] = student(
+            "control",
+            xent,
+            one_hot(ctx.labels("transfer"), k),
+            stable_hash(["oracle", ctx.splits_key]),
+        )
+        permutation = np.random.default_rng(cfg.seed).permutation(len(ctx.splits["transfer"]))
+        controls["shuffled"] = student(
+            "control",
+            xent,
+            member_probs["transfer"].mean(axis=1)[permutation],
+            stable_hash(["shuffled", members_key, permutation.tolist()]),
+        )
+
+    # Bootstrapping (optional): m1 learns m0's labels, m2 learns m1's, ... up to the strong model.
     ladders = (
         {spec.label: run_ladder(ctx, spec, next(iter(members.values()))) for spec in cfg.methods}
         if cfg.ladder
         else {}
     )
+    return SeedModels(members, ceiling, students, controls, ladders)
 
-    # 6. Evaluate everything on test; PGR with bootstrap CIs.
-    metrics = evaluation_stage(ctx, members, ceiling, students).json("metrics")
-    if ladders:
-        metrics["ladder"] = ladder_evaluation_stage(ctx, members, ceiling, students, ladders).json(
-            "ladder"
-        )
-    return _write_results(cfg, data.name, metrics, data.label_names)
+
+def with_member_accuracy(spec: MethodSpec, member_accuracy: list[float]) -> MethodSpec:
+    """The spec a multi-weak method trains with: its ``member_accuracy`` option (if it has one)
+    filled with each member's weak_holdout accuracy, so the cache key covers them."""
+    if "member_accuracy" not in METHODS[spec.name].Options.model_fields:
+        return spec
+    return spec.model_copy(
+        update={
+            "options": {**spec.options, "member_accuracy": [round(a, 6) for a in member_accuracy]}
+        }
+    )
 
 
 def run_ladder(ctx: StageContext, spec: MethodSpec, weak_labels: Artifact) -> list[Artifact]:
-    """Rungs 1..k of the ladder; each is trained on the previous rung's soft labels of transfer."""
+    """Rungs 1..k of the ladder; each learns the previous rung's soft labels of transfer.
+
+    Every intermediate rung is cross-fitted (two halves of transfer, each labelled by the model
+    trained on the other), so no rung labels an example it was trained on. The last rung, the
+    strong student, trains on all of transfer like the direct student beside it.
+    """
     rungs, previous = [], weak_labels
-    for rung_cfg in ctx.cfg.ladder[1:]:
+    last = len(ctx.cfg.ladder) - 2
+    for i, rung_cfg in enumerate(ctx.cfg.ladder[1:]):
         labels = previous.arrays() if previous is weak_labels else previous.arrays("predictions")
-        previous = train_stage(
-            ctx,
-            TrainRequest(
-                stage="rung",
-                model_cfg=rung_cfg,
-                train_split="transfer",
-                targets=labels["transfer"],
-                val_labels=labels["val"].argmax(1),
-                targets_key=previous.key,
-                method=spec,
-                predict_splits=("transfer", "val", "test"),
-            ),
+        request = TrainRequest(
+            stage="rung",
+            model_cfg=rung_cfg,
+            train_split="transfer",
+            targets=labels["transfer"],
+            val_labels=labels["val"].argmax(1),
+            targets_key=previous.key,
+            method=spec,
+            predict_splits=("test",) if i == last else ("transfer", "val", "test"),
         )
+        previous = train_stage(ctx, request) if i == last else crossfit_stage(ctx, request)
         rungs.append(previous)
     return rungs
 
 
 def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
-    """Train one weak member on GT(weak_train) and return its soft labels on transfer/val/test."""
+    """Train one weak member on GT(weak_train) and return its soft labels on the other splits."""
     if member.model == TFIDF_MODEL:
         return tfidf_member_stages(ctx, member)[1]
     weak_model = train_stage(
@@ -154,7 +231,8 @@ def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
             model_cfg=member,
             train_split="weak_train",
             targets=one_hot(ctx.labels("weak_train"), ctx.data.num_classes),
-            val_labels=ctx.labels("val"),
+            val_labels=ctx.labels("weak_holdout"),
+            val_split="weak_holdout",
             targets_key=ctx.splits_key,
         ),
     )
@@ -162,18 +240,15 @@ def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
 
 
 def _write_results(
-    cfg: ExperimentConfig, task_name: str, metrics: dict, label_names: list[str]
+    cfg: ExperimentConfig, task_name: str, summary: dict, label_names: list[str]
 ) -> Results:
     results = {
         "task": task_name,
-        "weak": metrics["weak"],
-        "ceiling": metrics["ceiling"],
-        "students": metrics["students"],
-        "weak_members": metrics["weak_members"],
-        "ensemble": metrics["ensemble"],
-        "best_member": metrics["best_member"],
-        "ladder": metrics.get("ladder", {}),
-        "num_test": metrics["num_test"],
+        "selection": {"rule": cfg.train.select, "means": SELECTION_RULES[cfg.train.select]},
+        "pgr_ci_method": "percentile bootstrap over seeds and test examples: each resample draws "
+        "the seeds with replacement, then each drawn seed's test examples with replacement, "
+        f"jointly for every model ({cfg.bootstrap_samples} resamples)",
+        **summary,
         "label_names": label_names,
         "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},
         "config": cfg.model_dump(mode="json"),

@@ -8,6 +8,7 @@ from typing import Any
 NOT_MEANINGFUL = (
     "note: the ceiling does not beat the weak supervisor here, so PGR is not meaningful"
 )
+CONTROL_NAMES = {"oracle": "control oracle (GT labels)", "shuffled": "control shuffled labels"}
 
 
 def _fmt(value: float | None, digits: int = 3) -> str:
@@ -21,15 +22,27 @@ def _ci(ci: list[float] | None) -> str:
 
 
 def results_table(results: dict[str, Any]) -> str:
-    """One row per model: accuracy, AUROC, PGR [95% CI], agreement with the weak supervisor;
-    then, where present, PGR from the best single weak member and the bootstrapping ladders."""
+    """One row per model: mean accuracy over seeds, its spread, AUROC, PGR [95% CI], agreement with
+    the weak supervisor and PGR per seed; then, where present, PGR from the best single weak member,
+    the bootstrapping ladders and any warnings."""
     named_rows = _model_rows(results)
     width = max(28, *(len(name) + 1 for name, _ in named_rows))
-    header = f"{'model':<{width}} {'accuracy':>9} {'auroc':>7} {'pgr':>7} {'pgr 95% CI':>17} {'agree':>7}"
+    header = (
+        f"{'model':<{width}} {'accuracy':>9} {'±sd':>6} {'auroc':>7} {'pgr':>7} "
+        f"{'pgr 95% CI':>17} {'agree':>7}  pgr per seed"
+    )
     weak = " + ".join(results["models"]["weak"])
+    seeds = results.get("seeds", [0])
+    selection = results.get("selection", {})
     lines = [
         f"task {results['task']}  ·  weak {weak}  ·  strong {results['models']['strong']}"
-        f"  ·  {results['num_test']} test examples",
+        f"  ·  {results['num_test']} test examples × {len(seeds)} seed(s) {seeds}",
+        *([f"selection: {selection['rule']} ({selection['means']})"] if selection else []),
+        *(
+            ["PGR of the seed-mean accuracies; CI over seeds and test examples"]
+            if len(seeds) > 1
+            else []
+        ),
         header,
         "-" * len(header),
         *(_row(name, metrics, width) for name, metrics in named_rows),
@@ -37,7 +50,10 @@ def results_table(results: dict[str, Any]) -> str:
     if results["ceiling"]["accuracy"] <= results["weak"]["accuracy"]:
         lines.insert(0, NOT_MEANINGFUL)
     if len(results.get("weak_members", {})) > 1:
-        lines.append(f"\nPGR from the best single member ({results['best_member']}):")
+        chosen = results.get("best_member_per_seed", [results["best_member"]])
+        lines.append(
+            f"\nPGR from the best single member (chosen on weak_holdout; per seed {chosen}):"
+        )
         for label, student in results["students"].items():
             pgr, ci = _fmt(student["pgr_best_member"], 2), _ci(student["pgr_best_member_ci"])
             lines.append(f"  {'student ' + label:<{width}} pgr {pgr:>6}  {ci}")
@@ -46,6 +62,7 @@ def results_table(results: dict[str, Any]) -> str:
         for rung in ladder["rungs"]:
             lines.append(_row(f"  rung {rung['model']}", rung, width))
         lines.append(_row("  direct weak → strong", ladder["direct"], width))
+    lines += [f"\nwarning: {w}" for w in results.get("warnings", [])]
     return "\n".join(lines)
 
 
@@ -59,6 +76,10 @@ def _model_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         ("weak supervisor" if len(members) <= 1 else "weak (ensemble mean)", results["weak"])
     )
     rows += [(f"student {label}", m) for label, m in results["students"].items()]
+    rows += [
+        (CONTROL_NAMES.get(label, f"control {label}"), m)
+        for label, m in results.get("controls", {}).items()
+    ]
     rows.append(("strong ceiling", results["ceiling"]))
     return rows
 
@@ -66,7 +87,9 @@ def _model_rows(results: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
 def _row(name: str, m: dict[str, Any], width: int) -> str:
     pgr = _fmt(m["pgr"], 2) if "pgr" in m else ""
     agree = _fmt(m["agreement"]) if "agreement" in m else ""
+    sd = _fmt(m["accuracy_sd"]) if "accuracy_sd" in m else ""
+    per_seed = " ".join(_fmt(p, 2) for p in m.get("pgr_per_seed", []))
     return (
-        f"{name:<{width}} {_fmt(m['accuracy']):>9} {_fmt(m['auroc']):>7} {pgr:>7} "
-        f"{_ci(m.get('pgr_ci')):>17} {agree:>7}"
-    )
+        f"{name:<{width}} {_fmt(m['accuracy']):>9} {sd:>6} {_fmt(m['auroc']):>7} {pgr:>7} "
+        f"{_ci(m.get('pgr_ci')):>17} {agree:>7}  {per_seed}"
+    ).rstrip()

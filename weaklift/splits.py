@@ -1,11 +1,13 @@
-"""Deterministic, disjoint splits: weak_train, transfer, val, test.
+"""Deterministic, disjoint splits: weak_train, weak_holdout, transfer, val, test.
 
-The weak model trains on GT(weak_train) and labels transfer/val; the ceiling trains on GT(transfer);
-students train on weak labels of transfer and select on weak labels of val; everyone is tested on test.
+The weak model trains on GT(weak_train) and checks itself on GT(weak_holdout), a slice carved from
+the configured weak_train; it labels transfer/val; the ceiling trains on GT(transfer); students train
+on weak labels of transfer (and, with train.select=weak_agreement, select on weak labels of val);
+everyone is tested on test. No GT outside weak_train/weak_holdout reaches a weak model or a student.
 
 A task may give each example a group (``ClassificationData.groups``: an entity, an author, a
 source document); then every group lies in one split, so nothing learnt about a group on one split
-helps on another.
+helps on another (weak_holdout, too, takes whole groups).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ import numpy as np
 from weaklift.config import SplitConfig
 from weaklift.errors import WeakliftError
 
-SPLIT_NAMES = ("weak_train", "transfer", "val", "test")
+SPLIT_NAMES = ("weak_train", "weak_holdout", "transfer", "val", "test")
+BLOCKS = ("weak_train", "transfer", "val", "test")  # configured sizes; weak_holdout is carved
 
 
 @dataclass(frozen=True)
@@ -25,6 +28,7 @@ class Splits:
     """Indices into the task's example pool, one array per split."""
 
     weak_train: np.ndarray
+    weak_holdout: np.ndarray
     transfer: np.ndarray
     val: np.ndarray
     test: np.ndarray
@@ -35,13 +39,20 @@ class Splits:
     def as_dict(self) -> dict[str, np.ndarray]:
         return {name: self[name] for name in SPLIT_NAMES}
 
+    def all_rows(self) -> np.ndarray:
+        """Every task row some split uses, sorted."""
+        return np.unique(np.concatenate([self[name] for name in SPLIT_NAMES]))
+
 
 def make_splits(
     labels: np.ndarray, cfg: SplitConfig, seed: int, groups: np.ndarray | None = None
 ) -> Splits:
     """Shuffle with ``seed`` and cut consecutive blocks; with ``balance`` draw equal counts per class;
-    with ``groups`` keep every group within one split (``grouped_order``)."""
-    sizes = {name: getattr(cfg, name) for name in SPLIT_NAMES}
+    with ``groups`` keep every group within one split (``grouped_order``).
+
+    weak_holdout is a seeded random slice of the weak_train block, so it never depends on val/test.
+    """
+    sizes = {name: getattr(cfg, name) for name in BLOCKS}
     needed = sum(sizes.values())
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
@@ -56,9 +67,40 @@ def make_splits(
                 "lower split.weak_train/transfer/val/test",
             )
         order = rng.permutation(len(labels))
-    cuts = np.cumsum([0] + [sizes[n] for n in SPLIT_NAMES])
-    parts = {n: np.sort(order[cuts[i] : cuts[i + 1]]) for i, n in enumerate(SPLIT_NAMES)}
-    return Splits(**parts)
+    cuts = np.cumsum([0] + [sizes[n] for n in BLOCKS])
+    parts = {n: order[cuts[i] : cuts[i + 1]] for i, n in enumerate(BLOCKS)}
+    parts["weak_holdout"], parts["weak_train"] = _carve_holdout(
+        parts["weak_train"],
+        cfg.holdout_count(),
+        None if groups is None else np.asarray(groups),
+        rng,
+    )
+    return Splits(**{n: np.sort(idx) for n, idx in parts.items()})
+
+
+def _carve_holdout(
+    weak_block: np.ndarray, count: int, groups: np.ndarray | None, rng: np.random.Generator
+) -> tuple[np.ndarray, np.ndarray]:
+    """(holdout, rest) of the weak_train block: ``count`` random rows, or with groups whole random
+    groups until at least ``count`` rows (so no group spans both)."""
+    if groups is None:
+        shuffled = rng.permutation(weak_block)
+        return shuffled[:count], shuffled[count:]
+    block_groups = groups[weak_block].astype(str)
+    taken: list[str] = []
+    size = 0
+    for g in rng.permutation(np.unique(block_groups)):
+        if size >= count:
+            break
+        taken.append(g)
+        size += int((block_groups == g).sum())
+    held = np.isin(block_groups, taken)
+    if held.all():
+        raise WeakliftError(
+            f"split.weak_holdout: whole groups for {count} held-out rows leave none of weak_train",
+            "lower split.weak_holdout or raise split.weak_train",
+        )
+    return weak_block[held], weak_block[~held]
 
 
 def _balanced_order(
@@ -68,7 +110,7 @@ def _balanced_order(
     classes = np.unique(labels)
     per_class_pools = {c: list(rng.permutation(np.flatnonzero(labels == c))) for c in classes}
     order: list[int] = []
-    for name in SPLIT_NAMES:
+    for name in BLOCKS:
         size = sizes[name]
         if size % len(classes):
             raise WeakliftError(
@@ -114,7 +156,7 @@ def grouped_order(
         counts = counts.sum(axis=1, keepdims=True)  # (G, 1): only the total matters
     unused = list(rng.permutation(len(members)))
     order: list[int] = []
-    for name in SPLIT_NAMES:
+    for name in BLOCKS:
         need = _split_quota(name, sizes[name], len(classes), balance)  # (K,) or (1,)
         kept = []
         for g in unused:

@@ -40,9 +40,13 @@ def confidence_member_weights(member_probs: torch.Tensor) -> torch.Tensor:
     return conf / conf.sum()
 
 
-def dynamic_member_weights(member_probs: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """Softmax over members of confidence / temperature, (M,): surer members count more."""
-    return torch.softmax(member_confidence(member_probs) / temperature, dim=0)
+def dynamic_member_weights(
+    member_accuracy: torch.Tensor | list[float], temperature: float = 1.0
+) -> torch.Tensor:
+    """Softmax over members of accuracy / temperature, (M,): members that are right on weak-side
+    held-out data (weak_holdout) count more; a confident but wrong member gains nothing."""
+    accuracy = torch.as_tensor(member_accuracy, dtype=torch.float32)  # (M,)
+    return torch.softmax(accuracy / temperature, dim=0)
 
 
 def normalise_weights(weights: torch.Tensor | list[float] | tuple[float, ...]) -> torch.Tensor:

@@ -4,8 +4,10 @@ loss_i = Σ_m w_m · CE(p_m,i, softmax(z_i)), averaged over examples with option
 weights. By linearity this equals cross-entropy against the weighted mean of the members; the
 per-member form is kept because it is how the paper states the baseline.
 
-Member weights that depend on the batch ("dynamic") and the normalisation of example weights are
-computed over the whole optimizer batch (``batch_context``): gradient accumulation changes nothing.
+Dynamic member weights are a softmax of each member's accuracy on weak_holdout (weak-side ground
+truth the pipeline measures and passes as ``member_accuracy``), never of its confidence. The
+normalisation of example weights is computed over the whole optimizer batch (``batch_context``):
+gradient accumulation changes nothing.
 """
 
 from __future__ import annotations
@@ -29,8 +31,13 @@ from weaklift.methods.ensemble import (
 class MultiNaiveOptions(MethodOptions):
     weights: Literal["uniform", "dynamic"] | list[Annotated[float, Field(ge=0)]] = Field(
         "uniform",
-        description="Member weights: uniform; dynamic (softmax of mean confidence / temperature); "
-        "or one non-negative number per weak member, rescaled to sum 1.",
+        description="Member weights: uniform; dynamic (softmax of each member's weak_holdout "
+        "accuracy / temperature); or one non-negative number per weak member, rescaled to sum 1.",
+    )
+    member_accuracy: list[float] | None = Field(
+        None,
+        description="Filled by the pipeline: each member's accuracy on weak_holdout (read by "
+        "dynamic weights). Any value set in a config is replaced.",
     )
     temperature: float = Field(
         1.0,
@@ -60,10 +67,8 @@ class MultiNaive(MultiWeakMethod):
 
     def __init__(self, options: MultiNaiveOptions | None = None):
         super().__init__(options)
-        # batch-level statistics only when a weight depends on the batch
-        self.needs_batch_context = (
-            self.options.weights == "dynamic" or self.options.weighting != "none"
-        )
+        # batch-level statistics only when example weights are normalised over the batch
+        self.needs_batch_context = self.options.weighting != "none"
 
     def member_weights(self, member_probs: torch.Tensor) -> torch.Tensor:
         """Weights (M,) summing to 1 for the members in ``member_probs`` (B, M, K)."""
@@ -72,7 +77,15 @@ class MultiNaive(MultiWeakMethod):
         if weights == "uniform":
             return torch.full((num_members,), 1.0 / num_members, device=member_probs.device)
         if weights == "dynamic":
-            return dynamic_member_weights(member_probs, self.options.temperature)
+            accuracy = self.options.member_accuracy
+            if accuracy is None or len(accuracy) != num_members:
+                raise ValueError(
+                    f"{self.name}: dynamic weights need each member's weak_holdout accuracy "
+                    f"(member_accuracy, {num_members} values), which the pipeline fills in"
+                )
+            return dynamic_member_weights(accuracy, self.options.temperature).to(
+                member_probs.device
+            )
         if len(weights) != num_members:
             raise ValueError(
                 f"methods.*.weights (method {self.name}): {len(weights)} weights given but "

@@ -5,10 +5,11 @@ its version; bump a stage's ``*_VERSION`` when its computation changes.
 """
 
 from weaklift.stages.context import StageContext, one_hot
-from weaklift.stages.data import features_stage, genft_stage, splits_stage
-from weaklift.stages.evaluation import evaluation_stage, ladder_evaluation_stage
+from weaklift.stages.data import features_stage, genft_stage, split_features, splits_stage
+from weaklift.stages.evaluation import SeedModels, evaluation_stage, summarise_seeds
 from weaklift.stages.training import (
     TrainRequest,
+    crossfit_stage,
     tfidf_member_stages,
     train_stage,
     training_rows,
@@ -16,14 +17,17 @@ from weaklift.stages.training import (
 )
 
 __all__ = [
+    "SeedModels",
     "StageContext",
     "TrainRequest",
+    "crossfit_stage",
     "evaluation_stage",
     "features_stage",
     "genft_stage",
-    "ladder_evaluation_stage",
     "one_hot",
+    "split_features",
     "splits_stage",
+    "summarise_seeds",
     "tfidf_member_stages",
     "train_stage",
     "training_rows",

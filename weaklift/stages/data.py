@@ -18,9 +18,9 @@ from weaklift.store import Artifact, file_sha256, save_arrays, stable_hash
 
 log = logging.getLogger("weaklift")
 
-SPLITS_VERSION = 1
+SPLITS_VERSION = 2  # 2: weak_holdout carved from weak_train
 FEATURES_VERSION = 3
-GENFT_VERSION = 1
+GENFT_VERSION = 2  # 2: exclude_test
 
 
 # --- splits ---------------------------------------------------------------------------------------
@@ -64,9 +64,10 @@ def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
             )
         texts = [line for line in path.read_text().splitlines() if line.strip()]
         source = {"text_file": file_sha256(path)}
-    else:  # every split's inputs, never their labels
-        texts = [t for split in SPLIT_NAMES for t in ctx.texts(split)]
-        texts += [t for split in SPLIT_NAMES for t in (ctx.texts_b(split) or [])]
+    else:  # every split's inputs (test's only when exclude_test is off), never their labels
+        splits = [s for s in SPLIT_NAMES if not (genft.exclude_test and s == "test")]
+        texts = [t for split in splits for t in ctx.texts(split)]
+        texts += [t for split in splits for t in (ctx.texts_b(split) or [])]
         source = {"splits": ctx.splits_key}
     params = {
         "model": model_fingerprint(model_cfg.model),

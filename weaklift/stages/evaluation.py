@@ -1,150 +1,141 @@
-"""Stages that score models on test: accuracy, AUROC, ECE, PGR with bootstrap CIs, ladders."""
+"""Scoring on test: one cached evaluation per seed, then a summary over seeds with PGR intervals.
+
+The per-seed stage records point metrics and every model's per-example correctness on that seed's
+test split; ``summarise_seeds`` averages over seeds and draws PGR intervals from a two-level
+bootstrap (seeds, then test examples; ``metrics.bootstrap_accuracies``), so the interval includes
+training variance and not only test resampling.
+"""
 
 from __future__ import annotations
 
+import logging
+from collections import Counter
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from weaklift.metrics import agreement, classification_summary, pgr, pgr_bootstrap_ci
+from weaklift.metrics import (
+    accuracy,
+    agreement,
+    bootstrap_accuracies,
+    classification_summary,
+    percentile_ci,
+    pgr,
+    pgr_from_resamples,
+)
 from weaklift.stages.context import StageContext
-from weaklift.store import Artifact, save_json, stable_hash
+from weaklift.store import Artifact, save_arrays, save_json
 
-EVAL_VERSION = 2
+log = logging.getLogger("weaklift")
+
+EVAL_VERSION = 3  # 3: best member on weak_holdout, controls, ladders, correctness arrays
+
+ORACLE_WARNING = (
+    "the oracle student (GT labels through the student path) scores {gap:.3f} below the ceiling, "
+    "beyond its 95% CI [{lo:.3f}, {hi:.3f}]: suspect the student training path, not the science"
+)
 
 
-# --- evaluation -----------------------------------------------------------------------------------
+@dataclass
+class SeedModels:
+    """Every trained model of one seed that is scored on test."""
+
+    members: dict[str, Artifact]  # weak_labels artifacts, one per member
+    ceiling: Artifact
+    students: dict[str, Artifact]
+    controls: dict[str, Artifact] = field(default_factory=dict)
+    ladders: dict[str, list[Artifact]] = field(default_factory=dict)  # method label -> rungs
 
 
-def evaluation_stage(
-    ctx: StageContext,
-    members: dict[str, Artifact],
-    ceiling: Artifact,
-    students: dict[str, Artifact],
-) -> Artifact:
-    """Accuracy/AUROC/ECE for every weak member, the ensemble, the ceiling and each student;
-    PGR with a bootstrap CI (from the ensemble and, with several members, from the best member)."""
+# --- one seed -------------------------------------------------------------------------------------
+
+
+def evaluation_stage(ctx: StageContext, models: SeedModels) -> Artifact:
+    """Accuracy/AUROC/ECE of every model on this seed's test split, and per-example correctness.
+
+    The best weak member is the one most accurate on weak_holdout (weak-side GT), fixed before any
+    test example is read; its PGR interval uses that fixed choice.
+    """
     params = {
-        "bootstrap_samples": ctx.cfg.bootstrap_samples,
-        "seed": ctx.cfg.seed,
-        "students": sorted(students),
+        "students": sorted(models.students),
+        "controls": sorted(models.controls),
+        "ladders": sorted(models.ladders),
     }
     upstream = {
         "splits": ctx.splits_key,
-        **{f"weak_labels/{label}": art.key for label, art in members.items()},
-        "ceiling": ceiling.key,
-        **{f"student/{label}": art.key for label, art in students.items()},
+        **{f"weak_labels/{label}": art.key for label, art in models.members.items()},
+        "ceiling": models.ceiling.key,
+        **{f"student/{label}": art.key for label, art in models.students.items()},
+        **{f"control/{label}": art.key for label, art in models.controls.items()},
+        **{
+            f"ladder/{label}/{i}": rung.key
+            for label, rungs in models.ladders.items()
+            for i, rung in enumerate(rungs)
+        },
     }
 
     def compute(out: Path) -> dict:
-        labels = ctx.labels("test")
-        member_probs = np.stack(
-            [art.arrays()["test"] for art in members.values()], axis=1
-        )  # (N, M, K)
-        weak_probs = member_probs.mean(axis=1)  # the ensemble's mean; the single member when M = 1
-        weak = classification_summary(weak_probs, labels)
-        member_summaries = {
-            label: classification_summary(member_probs[:, m], labels)
-            for m, label in enumerate(members)
-        }
-        best = max(
-            range(len(members)), key=lambda m: member_summaries[list(members)[m]]["accuracy"]
-        )
-        ceiling_probs = ceiling.arrays("predictions")["test"]
-        ceil = classification_summary(ceiling_probs, labels)
-        references = {"": weak_probs}
-        if len(members) > 1:
-            references["_best_member"] = member_probs[:, best]
-        student_results = {
-            label: _student_metrics(
-                ctx, art.arrays("predictions"), labels, references, ceiling_probs, weak_probs
-            )
-            for label, art in students.items()
-        }
-        metrics = {
-            "num_test": int(len(labels)),
-            "weak": weak,
-            "weak_members": member_summaries,
-            "ensemble": _ensemble_metrics(member_probs, labels) if len(members) > 1 else {},
-            "best_member": list(members)[best],
-            "ceiling": ceil,
-            "students": student_results,
-        }
+        metrics, correct = _score_seed(ctx, models)
         save_json(out, "metrics", metrics)
+        save_arrays(out, {k: v.astype(np.uint8) for k, v in correct.items()}, name="correct")
         return {}
 
     return ctx.store.get_or_compute("evaluation", EVAL_VERSION, params, upstream, compute)
 
 
-def ladder_evaluation_stage(
-    ctx: StageContext,
-    members: dict[str, Artifact],
-    ceiling: Artifact,
-    students: dict[str, Artifact],
-    ladders: dict[str, list[Artifact]],
-) -> Artifact:
-    """Per method: every rung's test metrics and PGR, and the direct weak → strong student beside them."""
-    upstream = {
-        "evaluation_inputs": stable_hash(
-            [a.key for a in (*members.values(), ceiling, *students.values())]
-        ),
-        **{
-            f"ladder/{label}": stable_hash([r.key for r in rungs])
-            for label, rungs in ladders.items()
+def _score_seed(ctx: StageContext, models: SeedModels) -> tuple[dict, dict[str, np.ndarray]]:
+    labels = ctx.labels("test")
+    member_arrays = [art.arrays() for art in models.members.values()]
+    member_probs = np.stack([a["test"] for a in member_arrays], axis=1)  # (N, M, K)
+    weak_probs = member_probs.mean(axis=1)  # the ensemble's mean; the single member when M = 1
+    holdout = ctx.labels("weak_holdout")
+    member_summaries = {
+        label: {
+            **classification_summary(member_probs[:, m], labels),
+            "holdout_accuracy": accuracy(a["weak_holdout"], holdout),
+        }
+        for m, (label, a) in enumerate(zip(models.members, member_arrays, strict=True))
+    }
+    holdout_accuracy = [s["holdout_accuracy"] for s in member_summaries.values()]
+    best = int(np.argmax(holdout_accuracy))  # chosen on weak-side data only
+    ceiling_probs = models.ceiling.arrays("predictions")["test"]
+    correct = {
+        "weak": weak_probs.argmax(1) == labels,
+        "ceiling": ceiling_probs.argmax(1) == labels,
+        "best_member": member_probs[:, best].argmax(1) == labels,
+    }
+
+    def score(key: str, predictions: dict[str, np.ndarray]) -> dict:
+        correct[key] = predictions["test"].argmax(1) == labels
+        return _prediction_metrics(predictions, labels, weak_probs)
+
+    metrics = {
+        "num_test": int(len(labels)),
+        "weak": classification_summary(weak_probs, labels),
+        "weak_members": member_summaries,
+        "ensemble": _ensemble_metrics(member_probs, labels) if len(member_arrays) > 1 else {},
+        "best_member": list(models.members)[best],
+        "ceiling": classification_summary(ceiling_probs, labels),
+        "students": {
+            label: score(f"student/{label}", art.arrays("predictions"))
+            for label, art in models.students.items()
+        },
+        "controls": {
+            label: score(f"control/{label}", art.arrays("predictions"))
+            for label, art in models.controls.items()
+        },
+        "ladder": {
+            label: [
+                score(f"ladder/{label}/{i}", rung.arrays("predictions"))
+                for i, rung in enumerate(rungs)
+            ]
+            for label, rungs in models.ladders.items()
         },
     }
-    params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed}
-
-    def compute(out: Path) -> dict:
-        labels = ctx.labels("test")
-        weak_probs = np.stack([a.arrays()["test"] for a in members.values()], axis=1).mean(axis=1)
-        weak_correct = weak_probs.argmax(1) == labels
-        ceiling_correct = ceiling.arrays("predictions")["test"].argmax(1) == labels
-        result = {}
-        for label, rungs in ladders.items():
-            rows = []
-            for rung_cfg, rung in zip(ctx.cfg.ladder[1:], rungs, strict=True):
-                probs = rung.arrays("predictions")["test"]
-                correct = probs.argmax(1) == labels
-                summary = classification_summary(probs, labels)
-                rows.append(
-                    {
-                        "model": rung_cfg.label,
-                        **summary,
-                        "pgr": pgr(
-                            summary["accuracy"],
-                            float(weak_correct.mean()),
-                            float(ceiling_correct.mean()),
-                        ),
-                        "pgr_ci": list(
-                            pgr_bootstrap_ci(
-                                weak_correct,
-                                correct,
-                                ceiling_correct,
-                                ctx.cfg.bootstrap_samples,
-                                ctx.cfg.seed,
-                            )
-                        ),
-                    }
-                )
-            direct = students[label].arrays("predictions")["test"]
-            direct_summary = classification_summary(direct, labels)
-            result[label] = {
-                "rungs": rows,
-                "direct": {
-                    **direct_summary,
-                    "pgr": pgr(
-                        direct_summary["accuracy"],
-                        float(weak_correct.mean()),
-                        float(ceiling_correct.mean()),
-                    ),
-                },
-            }
-        save_json(out, "ladder", result)
-        return {}
-
-    return ctx.store.get_or_compute("ladder_evaluation", EVAL_VERSION, params, upstream, compute)
+    return metrics, correct
 
 
 def _ensemble_metrics(member_probs: np.ndarray, labels: np.ndarray) -> dict:
@@ -158,29 +149,12 @@ def _ensemble_metrics(member_probs: np.ndarray, labels: np.ndarray) -> dict:
     }
 
 
-def _student_metrics(
-    ctx: StageContext,
-    predictions: dict[str, np.ndarray],
-    labels: np.ndarray,
-    references: dict[str, np.ndarray],
-    ceiling_probs: np.ndarray,
-    weak_probs: np.ndarray,
+def _prediction_metrics(
+    predictions: dict[str, np.ndarray], labels: np.ndarray, weak_probs: np.ndarray
 ) -> dict:
     probs = predictions["test"]
     correct = probs.argmax(1) == labels
-    ceiling_correct = ceiling_probs.argmax(1) == labels
-    ceiling_accuracy = float(ceiling_correct.mean())
     result = classification_summary(probs, labels)
-    for suffix, reference in references.items():
-        reference_correct = reference.argmax(1) == labels
-        result[f"pgr{suffix}"] = pgr(
-            result["accuracy"], float(reference_correct.mean()), ceiling_accuracy
-        )
-        result[f"pgr{suffix}_ci"] = list(
-            pgr_bootstrap_ci(
-                reference_correct, correct, ceiling_correct, ctx.cfg.bootstrap_samples, ctx.cfg.seed
-            )
-        )
     result["agreement"] = agreement(probs, weak_probs)
     uncertainty = predictions.get("test_uncertainty")
     if uncertainty is None:  # normalised entropy for softmax students
@@ -192,3 +166,112 @@ def _student_metrics(
         float(uncertainty[~correct].mean()) if (~correct).any() else float("nan")
     )
     return result
+
+
+# --- over seeds -----------------------------------------------------------------------------------
+
+
+def summarise_seeds(
+    seeds: list[int], evaluations: list[Artifact], ladder_models: list[str], samples: int
+) -> dict[str, Any]:
+    """Means over seeds, the spread, per-seed figures and PGR with a seeds × test-examples CI.
+
+    PGR is computed from the seed-mean accuracies; its interval comes from one joint two-level
+    bootstrap over every model (seeded by the first seed), so all intervals are paired.
+    """
+    per_seed = [e.json("metrics") for e in evaluations]
+    correct = [e.arrays("correct") for e in evaluations]
+    resampled = bootstrap_accuracies(
+        {key: [c[key].astype(bool) for c in correct] for key in correct[0]}, samples, seeds[0]
+    )
+    weak = _mean_summary([m["weak"] for m in per_seed])
+    ceiling = _mean_summary([m["ceiling"] for m in per_seed])
+    weak_per_seed = [m["weak"]["accuracy"] for m in per_seed]
+    ceiling_per_seed = [m["ceiling"]["accuracy"] for m in per_seed]
+    best_per_seed = [m["best_member"] for m in per_seed]
+    several_members = len(per_seed[0]["weak_members"]) > 1
+    best_accuracy = [float(c["best_member"].mean()) for c in correct]
+
+    def with_pgr(key: str, rows: list[dict]) -> dict:
+        summary = _mean_summary(rows)
+        summary["pgr"] = pgr(summary["accuracy"], weak["accuracy"], ceiling["accuracy"])
+        summary["pgr_ci"] = list(
+            pgr_from_resamples(resampled[key], resampled["weak"], resampled["ceiling"])
+        )
+        summary["pgr_per_seed"] = [
+            pgr(r["accuracy"], w, c)
+            for r, w, c in zip(rows, weak_per_seed, ceiling_per_seed, strict=True)
+        ]
+        if several_members:
+            summary["pgr_best_member"] = pgr(
+                summary["accuracy"], float(np.mean(best_accuracy)), ceiling["accuracy"]
+            )
+            summary["pgr_best_member_ci"] = list(
+                pgr_from_resamples(resampled[key], resampled["best_member"], resampled["ceiling"])
+            )
+        return summary
+
+    def group(kind: str, field_name: str) -> dict:
+        return {
+            label: with_pgr(f"{kind}/{label}", [m[field_name][label] for m in per_seed])
+            for label in per_seed[0][field_name]
+        }
+
+    students = group("student", "students")
+    controls = group("control", "controls")
+    ladder = {
+        label: {
+            "rungs": [
+                {
+                    "model": model,
+                    **with_pgr(f"ladder/{label}/{i}", [m["ladder"][label][i] for m in per_seed]),
+                }
+                for i, model in enumerate(ladder_models)
+            ],
+            "direct": students[label],
+        }
+        for label in per_seed[0]["ladder"]
+    }
+    warnings = []
+    if "oracle" in controls:
+        lo, hi = percentile_ci(resampled["control/oracle"] - resampled["ceiling"])
+        gap = ceiling["accuracy"] - controls["oracle"]["accuracy"]
+        controls["oracle"]["minus_ceiling_ci"] = [lo, hi]
+        if hi < 0:
+            warnings.append(ORACLE_WARNING.format(gap=gap, lo=lo, hi=hi))
+            log.warning(warnings[-1])
+    return {
+        "seeds": seeds,
+        "num_test": per_seed[0]["num_test"],
+        "weak": weak,
+        "ceiling": ceiling,
+        "students": students,
+        "controls": controls,
+        "weak_members": {
+            label: _mean_summary([m["weak_members"][label] for m in per_seed])
+            for label in per_seed[0]["weak_members"]
+        },
+        "ensemble": {
+            how: _mean_summary([m["ensemble"][how] for m in per_seed])
+            for how in per_seed[0]["ensemble"]
+        },
+        "best_member": Counter(best_per_seed).most_common(1)[0][0],
+        "best_member_per_seed": best_per_seed,
+        "ladder": ladder,
+        "warnings": warnings,
+        "per_seed": {str(s): m for s, m in zip(seeds, per_seed, strict=True)},
+    }
+
+
+def _mean_summary(rows: list[dict]) -> dict:
+    """Seed means of every numeric metric, the accuracy's spread (sample SD) and per-seed values."""
+    summary = {}
+    for key, value in rows[0].items():
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            values = np.array([r[key] for r in rows], dtype=float)
+            finite = values[np.isfinite(values)]
+            summary[key] = float(finite.mean()) if len(finite) else float("nan")
+    accuracies = [r["accuracy"] for r in rows]
+    summary["accuracy_sd"] = float(np.std(accuracies, ddof=1)) if len(rows) > 1 else 0.0
+    summary["accuracy_per_seed"] = accuracies
+    return summary

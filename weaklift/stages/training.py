@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -23,7 +23,7 @@ from weaklift.models.loading import model_fingerprint
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
 from weaklift.stages.context import StageContext
 from weaklift.stages.data import features_stage, probe_layers, split_features
-from weaklift.store import Artifact, save_arrays
+from weaklift.store import Artifact, save_arrays, stable_hash
 from weaklift.training.batches import FeatureBatcher, SubsetBatcher, TokenBatcher
 from weaklift.training.classifier import (
     LoopConfig,
@@ -34,8 +34,9 @@ from weaklift.training.classifier import (
 
 log = logging.getLogger("weaklift")
 
-TRAIN_VERSION = 2
-LABELS_VERSION = 1
+TRAIN_VERSION = 3  # 3: train.select, val_split, training row subsets (cross-fitting)
+LABELS_VERSION = 2  # 2: weak members also label weak_holdout
+LABEL_SPLITS = ("weak_holdout", "transfer", "val", "test")
 
 
 # --- training -------------------------------------------------------------------------------------
@@ -45,14 +46,16 @@ LABELS_VERSION = 1
 class TrainRequest:
     """One model to train: on which split, against which targets, selected on which labels."""
 
-    stage: str  # "weak_model", "ceiling", "student" or "rung"
+    stage: str  # "weak_model", "ceiling", "student", "control" or "rung"
     model_cfg: ModelConfig
     train_split: str
     targets: np.ndarray  # (N, K) soft targets for train_split, or (N, M, K) for multi-weak methods
-    val_labels: np.ndarray  # (M,) labels for model selection on val
+    val_labels: np.ndarray  # (V,) labels of val_split (selection with train.select=weak_agreement)
     targets_key: str  # upstream artifact the targets come from
     method: MethodSpec | None = None
     predict_splits: tuple[str, ...] = ()
+    val_split: str = "val"  # weak models check themselves on weak_holdout, never on val
+    rows: np.ndarray | None = None  # positions within train_split to train on (default: all)
 
 
 def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
@@ -63,7 +66,7 @@ def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
         micro_batch_size=mode_cfg.micro_batch_size,
         lr=mode_cfg.lr,
         weight_decay=mode_cfg.weight_decay,
-        select_best=ctx.cfg.train.select_best,
+        select_best=ctx.cfg.train.select == "weak_agreement",
         seed=ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed,
     )
 
@@ -92,7 +95,7 @@ class _Inputs:
         self.ctx, self.model_cfg = ctx, model_cfg
         self.probe = model_cfg.mode == "probe"
 
-    def upstream(self, splits: tuple[str, ...]) -> dict[str, str]:
+    def upstream(self) -> dict[str, str]:
         """Probe: the features artifact (all layers, all rows) and the resolved layer it reads."""
         if not self.probe:
             return {}
@@ -130,14 +133,15 @@ class _Inputs:
 def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
     """Train one classifier; save its trainable weights and its predictions on ``predict_splits``."""
     inputs = _Inputs(ctx, req.model_cfg)
-    needed = tuple(dict.fromkeys((req.train_split, "val", *req.predict_splits)))
     params = {
         **_model_params(ctx, req.model_cfg),
         "train_split": req.train_split,
+        "val_split": req.val_split,
+        "rows": None if req.rows is None else stable_hash(req.rows.tolist()),
         "method": method_params(req.method),
         "predict": list(req.predict_splits),
     }
-    upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream(needed)}
+    upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream()}
 
     def compute(out: Path) -> dict:
         loop = _loop_config(ctx, req.model_cfg)
@@ -150,14 +154,15 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
         log.info(
             "training %s %s (%s) on %s", req.stage, req.model_cfg.model, req.model_cfg.mode, source
         )
-        rows = training_rows(len(req.targets), req.model_cfg.subset, loop.seed)
+        allowed = np.arange(len(req.targets)) if req.rows is None else req.rows
+        rows = allowed[training_rows(len(allowed), req.model_cfg.subset, loop.seed)]
         history = train_classifier(
             model,
             SubsetBatcher(inputs.batcher(req.train_split), rows),
             req.targets[rows],
             method,
             loop,
-            val_data=inputs.batcher("val"),
+            val_data=inputs.batcher(req.val_split),
             val_labels=req.val_labels,
             desc=f"{req.stage} {name}",
         )
@@ -175,6 +180,37 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
         return {"history": history.__dict__}
 
     return ctx.store.get_or_compute(req.stage, TRAIN_VERSION, params, upstream, compute)
+
+
+def crossfit_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
+    """Cross-fitting: two models, each trained on one seeded half of ``req.train_split``; each
+    labels the half it never saw. Other splits get the mean of both models' probabilities.
+
+    Used for ladder rungs, whose labels on the training split feed the next rung.
+    """
+    n = len(req.targets)
+    order = np.random.default_rng(_loop_config(ctx, req.model_cfg).seed).permutation(n)
+    halves = (np.sort(order[: n // 2]), np.sort(order[n // 2 :]))
+    folds = [train_stage(ctx, replace(req, rows=half)) for half in halves]
+
+    def compute(out: Path) -> dict:
+        a, b = (fold.arrays("predictions") for fold in folds)
+        combined = {}
+        for split in req.predict_splits:
+            if (
+                split == req.train_split
+            ):  # out-of-fold: each half from the model that did not see it
+                combined[split] = np.empty_like(a[split])
+                combined[split][halves[1]] = a[split][halves[1]]
+                combined[split][halves[0]] = b[split][halves[0]]
+            else:
+                combined[split] = (a[split] + b[split]) / 2
+        save_arrays(out, combined, name="predictions")
+        return {}
+
+    upstream = {f"fold{i}": fold.key for i, fold in enumerate(folds)}
+    params = {"predict": list(req.predict_splits), "train_split": req.train_split}
+    return ctx.store.get_or_compute("crossfit", TRAIN_VERSION, params, upstream, compute)
 
 
 def training_rows(n: int, subset: str, seed: int) -> np.ndarray:
@@ -212,9 +248,7 @@ def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifac
 
     def label(out: Path) -> dict:
         model = TfidfClassifier.load(weak_model.path, ctx.data.num_classes)
-        save_arrays(
-            out, {s: model.predict_proba(ctx.texts(s)) for s in ("transfer", "val", "test")}
-        )
+        save_arrays(out, {s: model.predict_proba(ctx.texts(s)) for s in LABEL_SPLITS})
         return {}
 
     labels = ctx.store.get_or_compute(
@@ -224,15 +258,17 @@ def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifac
 
 
 def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelConfig) -> Artifact:
-    """The weak supervisor's soft labels on transfer, val and test (its test accuracy comes from here)."""
+    """The weak supervisor's soft labels on weak_holdout, transfer, val and test.
+
+    weak_holdout gives its weak-side accuracy (best member, dynamic weights); test its reported one.
+    """
     inputs = _Inputs(ctx, model_cfg)
-    label_splits = ("transfer", "val", "test")
-    upstream = {"weak_model": weak_model.key, **inputs.upstream(label_splits)}
+    upstream = {"weak_model": weak_model.key, "splits": ctx.splits_key, **inputs.upstream()}
 
     def compute(out: Path) -> dict:
         model = inputs.new_model(seed=0, train_split="weak_train")
         load_trainable(model, weak_model.path / "weights.safetensors")  # overwrites the fresh init
-        save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in label_splits})
+        save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in LABEL_SPLITS})
         return {}
 
     return ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, upstream, compute)
