@@ -10,6 +10,7 @@ import pytest
 from safetensors.numpy import load_file
 
 from tests.test_pipeline import _overrides, _write_task, workdir  # noqa: F401
+from weaklift import pipeline
 from weaklift.config import load_config
 from weaklift.errors import WeakliftError
 from weaklift.metrics import pgr
@@ -17,6 +18,7 @@ from weaklift.pipeline import run_experiment
 from weaklift.splits import make_splits
 from weaklift.stages import data as data_stages
 from weaklift.stages.evaluation import summarise_seeds
+from weaklift.stages.training import train_stage
 from weaklift.store import ArtifactStore, save_arrays, save_json
 from weaklift.tasks import load_task
 
@@ -124,9 +126,27 @@ def test_seeds_train_every_model_per_seed_and_extract_features_once(workdir, tmp
         load_config(None, ["seeds=[1, 1]"])
 
 
-def test_controls_oracle_matches_the_ceiling_and_shuffled_permutes_weak_labels(workdir, tmp_path):  # noqa: F811
+def test_controls_oracle_matches_the_ceiling_and_shuffled_permutes_weak_labels(
+    workdir,  # noqa: F811
+    tmp_path,
+    monkeypatch,
+):
+    requests = []
+
+    def spy(ctx, req):
+        requests.append(req)
+        return train_stage(ctx, req)
+
+    monkeypatch.setattr(pipeline, "train_stage", spy)
     cfg = load_config(None, _overrides(workdir, tmp_path, "methods=[xent]", "controls=true"))
     results = run_experiment(cfg).data
+    by_stage = {(r.stage, r.targets_key): r for r in requests}
+    student = next(r for (stage, _), r in by_stage.items() if stage == "student")
+    oracle, shuffled = (r for (stage, _), r in by_stage.items() if stage == "control")
+    permutation = np.random.default_rng(cfg.seed).permutation(len(student.targets))
+    assert np.array_equal(shuffled.targets, student.targets[permutation])
+    assert oracle.targets.sum(1).tolist() == [1.0] * len(oracle.targets)  # one-hot GT
+    assert oracle.model_cfg == shuffled.model_cfg == student.model_cfg
     controls = results["controls"]
     assert set(controls) == {"oracle", "shuffled"}
     # with the final-model rule the oracle is the ceiling's computation through the student path
