@@ -224,3 +224,15 @@ def test_dynamic_multi_naive_weights_come_from_weak_holdout_accuracy(workdir, tm
     expected = [round(m["holdout_accuracy"], 6) for m in results["weak_members"].values()]
     assert student["params"]["method"]["options"]["member_accuracy"] == expected
     assert list(results["students"]) == ["multi_naive(weights=dynamic)"]
+
+
+def test_a_models_own_seed_moves_with_the_run_seed():
+    from types import SimpleNamespace
+
+    from weaklift.config import ModelConfig
+    from weaklift.stages.training import model_seed
+
+    own, plain = ModelConfig(model="m", seed=7), ModelConfig(model="m")
+    for offset, run_seed in ((0, 3), (2, 5)):
+        ctx = SimpleNamespace(cfg=SimpleNamespace(seed=run_seed), seed_offset=offset)
+        assert model_seed(ctx, own) == 7 + offset and model_seed(ctx, plain) == run_seed

@@ -108,7 +108,8 @@ class ModelConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
     seed: int | None = Field(
         None,
-        description="This model's own seed (init, data order, bootstrap resample); default: `seed`.",
+        description="This model's own seed (init, data order, bootstrap resample); default: `seed`. "
+        "With several `seeds` it shifts with them (seed + run seed − first run seed).",
     )
     subset: Literal["full", "bootstrap"] = Field(
         "full",

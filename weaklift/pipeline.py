@@ -68,7 +68,11 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
     backbones: dict = {}  # loaded once, shared by every seed
     contexts = [
         StageContext(
-            store=store, data=data, cfg=cfg.model_copy(update={"seed": s}), _backbones=backbones
+            store=store,
+            data=data,
+            cfg=cfg.model_copy(update={"seed": s}),
+            seed_offset=s - cfg.run_seeds[0],
+            _backbones=backbones,
         )
         for s in cfg.run_seeds
     ]

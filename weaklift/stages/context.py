@@ -30,6 +30,7 @@ class StageContext:
     # Task rows whose probe features are extracted in one go (sorted); None: the union of `splits`.
     # The pipeline sets it to every row any seed's splits use, so no seed re-runs a forward pass.
     feature_rows: np.ndarray | None = None
+    seed_offset: int = 0  # this run seed's position after the first (shifts models' own seeds)
     _backbones: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict)  # per-run reads of verified artifacts (features)
 

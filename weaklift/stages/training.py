@@ -67,8 +67,16 @@ def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
         lr=mode_cfg.lr,
         weight_decay=mode_cfg.weight_decay,
         select_best=ctx.cfg.train.select == "weak_agreement",
-        seed=ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed,
+        seed=model_seed(ctx, model_cfg),
     )
+
+
+def model_seed(ctx: StageContext, model_cfg: ModelConfig) -> int:
+    """The run's seed, or the model's own seed shifted by how far this run seed is from the first,
+    so a member with its own seed still gets a new init and data order on every seed."""
+    if model_cfg.seed is None:
+        return ctx.cfg.seed
+    return model_cfg.seed + ctx.seed_offset
 
 
 def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
@@ -226,7 +234,7 @@ def tfidf_member_stages(ctx: StageContext, member: ModelConfig) -> tuple[Artifac
         raise WeakliftError(
             "weak member tfidf scores single texts, not preference pairs", "use a neural weak model"
         )
-    seed = ctx.cfg.seed if member.seed is None else member.seed
+    seed = model_seed(ctx, member)
     params = {
         "model": TFIDF_MODEL,
         "subset": member.subset,
