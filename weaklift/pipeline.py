@@ -66,6 +66,7 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
     data = load_task(cfg.task)  # task.seed fixes the data; seed only splits and training
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     backbones: dict = {}  # loaded once, shared by every seed
+    memo: dict = {}  # feature arrays read once, shared by every seed
     contexts = [
         StageContext(
             store=store,
@@ -73,6 +74,7 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
             cfg=cfg.model_copy(update={"seed": s}),
             seed_offset=s - cfg.run_seeds[0],
             _backbones=backbones,
+            memo=memo,
         )
         for s in cfg.run_seeds
     ]
