@@ -76,7 +76,7 @@ def test_table_names_the_selection_rule_seeds_and_controls():
         )
         | {"students": {"xent": student}}
     )
-    assert "× 2 seed(s) [0, 1]" in text and "selection: final (fixed budget" in text
+    assert "× 2 seed(s) [0, 1]" in text and "selection: final — fixed budget" in text
     assert "CI over seeds and test examples" in text
     row = next(line for line in text.splitlines() if line.startswith("student xent"))
     assert row.endswith("0.40 0.60")

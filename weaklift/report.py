@@ -37,7 +37,7 @@ def results_table(results: dict[str, Any]) -> str:
     lines = [
         f"task {results['task']}  ·  weak {weak}  ·  strong {results['models']['strong']}"
         f"  ·  {results['num_test']} test examples × {len(seeds)} seed(s) {seeds}",
-        *([f"selection: {selection['rule']} ({selection['means']})"] if selection else []),
+        *([f"selection: {selection['rule']} — {selection['means']}"] if selection else []),
         *(
             ["PGR of the seed-mean accuracies; CI over seeds and test examples"]
             if len(seeds) > 1
