@@ -35,6 +35,13 @@ class TaskConfig(_Strict):
         description="Column whose equal values must share a split, e.g. an entity or author id "
         "(task `file`; built-in tasks such as facts bring their own groups).",
     )
+    kind: Literal["classification", "generation"] | None = Field(
+        None,
+        description="Task kind; only task `file` needs it (default classification). Built-ins know theirs.",
+    )
+    target_column: str | None = Field(
+        None, description="Column holding the target text (task `file` with task.kind=generation)."
+    )
     max_examples: int | None = Field(
         None,
         ge=1,
@@ -232,6 +239,38 @@ class SplitConfig(_Strict):
         return self.weak_holdout
 
 
+class GenerationConfig(_Strict):
+    """Decoding and target-building settings of generation tasks (Cui et al. 2024)."""
+
+    beams: int = Field(4, ge=1, description="Beam width of every model's beam search.")
+    n_best: int = Field(
+        2, ge=1, description="Outputs kept per prompt from each weak generator (<= beams)."
+    )
+    max_new_tokens: int = Field(40, ge=1, description="Longest output generated.")
+    length_penalty: float = Field(
+        1.0, description="Beam score = log-prob / length**length_penalty (1 = per-token mean)."
+    )
+    batch_size: int = Field(8, ge=1, description="Prompts decoded together (grouped by length).")
+    max_prompt_length: int = Field(128, ge=4, description="Truncate prompts to this many tokens.")
+    max_target_length: int = Field(
+        64, ge=2, description="Truncate training targets to this many tokens (EOS included)."
+    )
+    share: Literal["even", "entropy"] = Field(
+        "even",
+        description="How a weak word's log-prob is shared over its strong tokens: evenly, or in "
+        "proportion to the strong model's (detached) entropy at each token.",
+    )
+
+    @model_validator(mode="after")
+    def _n_best_within_beams(self) -> GenerationConfig:
+        if self.n_best > self.beams:
+            raise ValueError(
+                f"generation.n_best: {self.n_best} outputs need at least as many beams "
+                f"(generation.beams={self.beams})"
+            )
+        return self
+
+
 class MethodSpec(_Strict):
     """One weak-to-strong method and its own options (validated by the method's config class)."""
 
@@ -265,6 +304,7 @@ class ExperimentConfig(_Strict):
     )
     split: SplitConfig = Field(default_factory=SplitConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    generation: GenerationConfig = Field(default_factory=GenerationConfig)
     seed: int = Field(
         0, ge=0, description="Seeds splits, initialisation and data order (task.seed: the data)."
     )
@@ -361,10 +401,19 @@ class ExperimentConfig(_Strict):
             )
         return self
 
+    @property
+    def task_kind(self) -> str:
+        from weaklift.tasks import task_kind
+
+        return task_kind(self.task)
+
     @model_validator(mode="after")
     def _methods_exist(self) -> ExperimentConfig:
         from weaklift.methods import METHODS, validate_method_options
 
+        if self.task_kind == "generation":
+            _check_generation(self)
+            return self
         if not self.methods:
             raise ValueError("methods: list at least one method, e.g. methods=[xent,logconf]")
         for i, spec in enumerate(self.methods):
@@ -433,6 +482,45 @@ def output_dir_problem(path: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{path} cannot be created: {existing} is not writable"
     return None
+
+
+def _check_generation(cfg: ExperimentConfig) -> None:
+    """What a generation task needs: generation methods, generators that train (lora/full)."""
+    from weaklift.methods.generation import GEN_METHODS, validate_gen_method_options
+
+    if not cfg.methods:
+        raise ValueError("methods: list at least one method, e.g. methods=[sft,soft]")
+    for i, spec in enumerate(cfg.methods):
+        if spec.name not in GEN_METHODS:
+            raise ValueError(
+                f"methods.{i}: {spec.name!r} is not a generation method (task {cfg.task.name!r} "
+                f"generates text); choose from {sorted(GEN_METHODS)}"
+            )
+        validate_gen_method_options(spec, where=f"methods.{i}")
+        weights = spec.options.get("weights")
+        if isinstance(weights, list) and len(weights) != len(cfg.weak_members):
+            raise ValueError(
+                f"methods.{i}.weights: {len(weights)} weights for {len(cfg.weak_members)} weak members"
+            )
+    labels = [spec.label for spec in cfg.methods]
+    if len(set(labels)) != len(labels):
+        raise ValueError(f"methods: duplicate entries {labels}")
+    for where, model in [("strong", cfg.strong)] + [
+        (f"weak.{i}" if isinstance(cfg.weak, list) else "weak", m)
+        for i, m in enumerate(cfg.weak_members)
+    ]:
+        if model.model == "tfidf":
+            raise ValueError(f"{where}.model: tfidf cannot generate text; use a causal LM")
+        if model.mode == "probe":
+            raise ValueError(
+                f"{where}.mode: a probe cannot generate text; set {where}.mode=lora (or full)"
+            )
+        if model.genft.enabled:
+            raise ValueError(f"{where}.genft: not used by generation tasks; remove it")
+    if cfg.ladder:
+        raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
+    if cfg.split.balance:
+        raise ValueError("split.balance: generation tasks have no classes to balance")
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

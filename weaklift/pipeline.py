@@ -42,6 +42,15 @@ from weaklift.stages import (
     train_stage,
     weak_labels_stage,
 )
+from weaklift.stages.generation import (
+    GenTrainRequest,
+    check_generation_models,
+    gen_evaluation_stage,
+    gen_train_stage,
+    generations_stage,
+    ground_truth,
+    student_targets,
+)
 from weaklift.store import Artifact, ArtifactStore, stable_hash, write_json_atomic
 from weaklift.tasks import load_task
 
@@ -65,6 +74,10 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
             model_fingerprint(side.model)  # an unknown model fails here, before any work
     data = load_task(cfg.task)  # task.seed fixes the data; seed only splits and training
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
+    if cfg.task_kind == "generation":
+        return _write_generation_results(
+            cfg, data.name, run_generation_experiment(cfg, data, store)
+        )
     backbones: dict = {}  # loaded once, shared by every seed
     memo: dict = {}  # feature arrays read once, shared by every seed
     contexts = [
@@ -259,6 +272,10 @@ def _write_results(
         "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},
         "config": cfg.model_dump(mode="json"),
     }
+    return _save_results(cfg, task_name, results)
+
+
+def _save_results(cfg: ExperimentConfig, task_name: str, results: dict) -> Results:
     run_dir = (
         Path(cfg.output_dir)
         / "runs"
@@ -266,3 +283,60 @@ def _write_results(
     )
     write_json_atomic(run_dir / "results.json", results)
     return Results(results, run_dir)
+
+
+# --- generation tasks (Cui et al. 2024) -------------------------------------------------------
+
+
+def run_generation_experiment(cfg: ExperimentConfig, data, store: ArtifactStore) -> dict:
+    """The generation graph; returns the metrics dict that results.json is written from."""
+    check_generation_models(cfg)
+    ctx = StageContext(store=store, data=data, cfg=cfg)
+    g = cfg.generation
+
+    # 1. Disjoint splits of the task's examples.
+    splits_stage(ctx)
+
+    # 2. Each weak generator learns GT(weak_train), then decodes transfer (n-best) and test (1-best).
+    weak_models, transfer_nbest, weak_test = {}, {}, {}
+    for member in cfg.weak_members:
+        trained = gen_train_stage(
+            ctx,
+            GenTrainRequest("weak_generator", member, "weak_train", ground_truth(ctx, "weak_train"),
+                            ctx.splits_key),
+        )  # fmt: skip
+        weak_models[member.label] = (member, trained)
+        transfer_nbest[member.label] = generations_stage(ctx, member, trained, "transfer", g.n_best)
+        weak_test[member.label] = generations_stage(ctx, member, trained, "test", 1)
+
+    # 3. The ceiling: the strong model on GT(transfer), the same way.
+    ceiling = gen_train_stage(
+        ctx,
+        GenTrainRequest("gen_ceiling", cfg.strong, "transfer", ground_truth(ctx, "transfer"),
+                        ctx.splits_key),
+    )  # fmt: skip
+    ceiling_test = generations_stage(ctx, cfg.strong, ceiling, "test", 1)
+
+    # 4. One student per method, on weak outputs of transfer only.
+    students = {}
+    for spec in cfg.methods:
+        targets, targets_key = student_targets(ctx, spec, weak_models, transfer_nbest)
+        trained = gen_train_stage(
+            ctx,
+            GenTrainRequest("gen_student", cfg.strong, "transfer", targets, targets_key, spec),
+        )
+        students[spec.label] = generations_stage(ctx, cfg.strong, trained, "test", 1)
+
+    # 5. Task metric on test, bootstrap CIs, PGR.
+    return gen_evaluation_stage(ctx, weak_test, ceiling_test, students).json("metrics")
+
+
+def _write_generation_results(cfg: ExperimentConfig, task_name: str, metrics: dict) -> Results:
+    results = {
+        "task": task_name,
+        "kind": "generation",
+        **metrics,
+        "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},
+        "config": cfg.model_dump(mode="json"),
+    }
+    return _save_results(cfg, task_name, results)

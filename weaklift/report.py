@@ -25,6 +25,8 @@ def results_table(results: dict[str, Any]) -> str:
     """One row per model: mean accuracy over seeds, its spread, AUROC, PGR [95% CI], agreement with
     the weak supervisor and PGR per seed; then, where present, PGR from the best single weak member,
     the bootstrapping ladders and any warnings."""
+    if results.get("kind") == "generation":
+        return generation_table(results)
     named_rows = _model_rows(results)
     width = max(28, *(len(name) + 1 for name, _ in named_rows))
     header = (
@@ -93,3 +95,41 @@ def _row(name: str, m: dict[str, Any], width: int) -> str:
         f"{name:<{width}} {_fmt(m['accuracy']):>9} {sd:>6} {_fmt(m['auroc']):>7} {pgr:>7} "
         f"{_ci(m.get('pgr_ci')):>17} {agree:>7}  {per_seed}"
     ).rstrip()
+
+
+def generation_table(results: dict[str, Any]) -> str:
+    """One row per model: the primary task metric [95% CI], the other metrics, PGR [95% CI]."""
+    primary = results["primary"]
+    others = [k for k in results["ceiling"] if k != primary and not k.endswith("_ci")]
+    names = [("weak " + label, m) for label, m in results["weak_members"].items()]
+    names += [("student " + label, m) for label, m in results["students"].items()]
+    names.append(("strong ceiling", results["ceiling"]))
+    width = max(28, *(len(name) + 1 for name, _ in names))
+    header = (
+        f"{'model':<{width}} {primary:>8} {primary + ' 95% CI':>17} "
+        + " ".join(f"{k:>{max(len(k), 7)}}" for k in others)
+        + f" {'pgr':>7} {'pgr 95% CI':>17}"
+    )
+    weak = " + ".join(results["models"]["weak"])
+    lines = [
+        f"task {results['task']}  ·  weak {weak}  ·  strong {results['models']['strong']}"
+        f"  ·  {results['num_test']} test examples  ·  PGR on {primary} from "
+        f"weak {next(iter(results['weak_members']))}",
+        header,
+        "-" * len(header),
+    ]
+    for name, m in names:
+        pgr = _fmt(m["pgr"], 2) if "pgr" in m else ""
+        lines.append(
+            f"{name:<{width}} {_fmt(m[primary]):>8} {_ci(m.get(primary + '_ci')):>17} "
+            + " ".join(f"{_fmt(m[k]):>{max(len(k), 7)}}" for k in others)
+            + f" {pgr:>7} {_ci(m.get('pgr_ci')):>17}"
+        )
+    if results["ceiling"][primary] <= results["weak"][primary]:
+        lines.insert(0, NOT_MEANINGFUL)
+    if len(results["weak_members"]) > 1:
+        lines.append(f"\nPGR from the best single member ({results['best_member']}):")
+        for label, student in results["students"].items():
+            pgr, ci = _fmt(student["pgr_best_member"], 2), _ci(student["pgr_best_member_ci"])
+            lines.append(f"  {'student ' + label:<{width}} pgr {pgr:>6}  {ci}")
+    return "\n".join(lines)

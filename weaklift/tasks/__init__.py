@@ -12,16 +12,27 @@ from weaklift.tasks import builtin
 from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.tasks.builtin import TaskSpec
 from weaklift.tasks.facts import load_facts
+from weaklift.tasks.generation import GenerationData, load_file_generation, load_gsm8k, load_slurp
 from weaklift.tasks.preference import load_hh_pairs
 
 __all__ = [
     "TASKS",
     "ClassificationData",
+    "GenerationData",
     "PreferenceData",
     "TaskSpec",
     "describe_tasks",
     "load_task",
+    "task_kind",
 ]
+
+
+def _load_file(cfg: TaskConfig, seed: int) -> ClassificationData | GenerationData:
+    """Task `file`: a classification table, or prompt/target pairs with task.kind=generation."""
+    if cfg.kind == "generation":
+        return load_file_generation(cfg, seed)
+    return builtin.load_file_task(cfg, seed)
+
 
 TASKS: dict[str, TaskSpec] = {
     "facts": TaskSpec(
@@ -59,12 +70,37 @@ TASKS: dict[str, TaskSpec] = {
         load_hh_pairs,
         kind="preference",
     ),
+    "slurp": TaskSpec(
+        "slurp",
+        "utterance -> intent and slots as text; SLU-F1 (SLURP release jsonl)",
+        load_slurp,
+        kind="generation",
+    ),
+    "gsm8k": TaskSpec(
+        "gsm8k",
+        "grade-school maths question -> worked solution; final-number accuracy (openai/gsm8k)",
+        load_gsm8k,
+        kind="generation",
+    ),
     "file": TaskSpec(
         "file",
-        "any local JSONL/CSV/Parquet: needs task.path, task.template, task.label_column",
-        builtin.load_file_task,
+        "any local JSONL/CSV/Parquet: needs task.path, task.template, task.label_column "
+        "(or task.kind=generation and task.target_column)",
+        _load_file,
     ),
 }
+
+
+def task_kind(cfg: TaskConfig) -> str:
+    """classification, preference or generation; ValueError when task.kind contradicts a built-in."""
+    spec = TASKS.get(cfg.name)
+    if spec is None or cfg.name == "file":
+        return cfg.kind or "classification"
+    if cfg.kind is not None and cfg.kind != spec.kind:
+        raise ValueError(
+            f"task.kind: task {cfg.name!r} is a {spec.kind} task, not {cfg.kind}; remove task.kind"
+        )
+    return spec.kind
 
 
 def describe_tasks() -> list[tuple[str, str, str]]:
@@ -85,7 +121,13 @@ def load_task(cfg: TaskConfig) -> ClassificationData:
         )
     data = spec.load(cfg, cfg.seed)
     if cfg.max_examples is not None and cfg.max_examples < len(data.texts):
-        data = subsample(data, cfg.max_examples, cfg.seed)
+        if isinstance(data, GenerationData):
+            rng = np.random.default_rng(cfg.seed)
+            data = data.subset(
+                np.sort(rng.choice(len(data.texts), cfg.max_examples, replace=False))
+            )
+        else:
+            data = subsample(data, cfg.max_examples, cfg.seed)
     return dataclasses.replace(data, builder=f"{spec.name}/{spec.version}")
 
 

@@ -1,0 +1,150 @@
+"""Causal LMs for generation tasks: load WITH the LM head, wrap in LoRA, save/restore, and compute
+logits only at the positions a loss needs.
+
+``loading.load_backbone`` loads the base model only (features never need the head). Generation
+needs ``AutoModelForCausalLM``; the zoo folders hold base-model weights, and both zoo models tie
+the head to the input embeddings, so the head is complete without extra weights. A model whose head
+is untied and missing from its folder would start from random weights: that is refused.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+from weaklift.alignment import check_offsets
+from weaklift.config import ModelConfig
+from weaklift.errors import WeakliftError
+from weaklift.models.loading import _from_pretrained, is_decoder_config, resolve_source
+
+log = logging.getLogger("weaklift")
+
+
+@dataclass
+class LoadedLM:
+    """A causal LM (maybe LoRA-wrapped) and its tokenizer (pad token set; padding side per use)."""
+
+    tokenizer: Any
+    model: Any
+    name: str
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.model.parameters()).device
+
+    @property
+    def eos_id(self) -> int:
+        return int(self.tokenizer.eos_token_id)
+
+
+def check_generator(model: str, role: str) -> None:
+    """Refuse, before any work, a model that cannot generate or whose tokenizer has no offsets.
+
+    Reads config.json and the tokenizer only (no weights).
+    """
+    source = resolve_source(model)
+    config = _from_pretrained(model, "config", lambda: AutoConfig.from_pretrained(source))
+    if not is_decoder_config(config):
+        raise WeakliftError(
+            f"{role} model {model} is an encoder ({config.model_type}) and cannot generate",
+            "use a causal LM (decoder) for generation tasks",
+        )
+    tokenizer = _from_pretrained(model, "tokenizer", lambda: AutoTokenizer.from_pretrained(source))
+    check_offsets(tokenizer, model)
+    if tokenizer.eos_token_id is None:
+        raise WeakliftError(
+            f"{role} model {model}: its tokenizer has no EOS token", "use a model with an EOS token"
+        )
+
+
+def load_causal_lm(model: str, device: str | None = None) -> LoadedLM:
+    """Tokenizer + ``AutoModelForCausalLM`` in float32 (CUDA when present at call time)."""
+    source = resolve_source(model)
+    tokenizer = _from_pretrained(model, "tokenizer", lambda: AutoTokenizer.from_pretrained(source))
+    net = _from_pretrained(
+        model,
+        "weights",
+        lambda: AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32),
+    )
+    _require_complete_head(net, source, model)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    net.generation_config.pad_token_id = tokenizer.pad_token_id
+    net.generation_config.eos_token_id = tokenizer.eos_token_id
+    net.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    return LoadedLM(tokenizer=tokenizer, model=net, name=model)
+
+
+def _require_complete_head(net: Any, source: str, model: str) -> None:
+    head, embed = net.get_output_embeddings(), net.get_input_embeddings()
+    if head is None or head.weight is embed.weight:
+        return
+    from safetensors import safe_open
+
+    names: set[str] = set()
+    for file in Path(source).glob("*.safetensors"):
+        with safe_open(str(file), "pt") as handle:
+            names.update(handle.keys())
+    if names and not any(name.endswith("lm_head.weight") for name in names):
+        raise WeakliftError(
+            f"model {model} has an untied LM head that its folder does not hold",
+            "use a folder saved with its LM head (AutoModelForCausalLM.save_pretrained)",
+        )
+
+
+def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
+    """Wrap the model in fresh LoRA adapters (seeded), or make every weight trainable (full)."""
+    torch.manual_seed(seed)
+    if cfg.mode == "full":
+        loaded.model.requires_grad_(True)
+        return
+    from peft import LoraConfig, get_peft_model
+
+    loaded.model = get_peft_model(
+        loaded.model,
+        LoraConfig(
+            r=cfg.lora.r,
+            lora_alpha=cfg.lora.alpha,
+            lora_dropout=cfg.lora.dropout,
+            target_modules=cfg.lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def save_trained(loaded: LoadedLM, folder: Path) -> None:
+    """LoRA: the adapter only (a few MB); full: the whole model."""
+    loaded.model.save_pretrained(folder / "weights")
+
+
+def load_trained(model: str, cfg: ModelConfig, folder: Path) -> LoadedLM:
+    """The base model with a saved adapter merged in (fast decoding), or the saved full model."""
+    if cfg.mode == "full":
+        loaded = load_causal_lm(model)
+        trained = load_causal_lm(str(folder / "weights"))
+        return LoadedLM(loaded.tokenizer, trained.model, model)
+    from peft import PeftModel
+
+    loaded = load_causal_lm(model)
+    peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
+    loaded.model = peft_model.merge_and_unload().eval()
+    return loaded
+
+
+def logits_at(
+    model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+) -> torch.Tensor:
+    """(N, V) logits at ``positions`` (N, 2) = (row, column) only: the decoder body runs on the
+    whole batch, the LM head on N rows, so a 262k-token head never sees (B, T, V)."""
+    lm = model.get_base_model() if hasattr(model, "get_base_model") else model
+    hidden = lm.get_decoder()(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+    logits = lm.get_output_embeddings()(hidden[positions[:, 0], positions[:, 1]])  # (N, V)
+    cap = getattr(lm.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
