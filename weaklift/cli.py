@@ -69,6 +69,10 @@ def _validate(args: argparse.Namespace) -> int:
 
     path, overrides = _split_config_args(args.args)
     cfg = load_config(path, overrides)
+    if cfg.task_kind == "generation":  # reads configs and tokenizers, never weights
+        from weaklift.stages.generation import check_generation_models
+
+        check_generation_models(cfg)
     weak = ", ".join(f"{m.label} ({m.mode})" for m in cfg.weak_members)
     print(
         f"ok: task {cfg.task.name}, weak {weak}, strong {cfg.strong.model} ({cfg.strong.mode}), "

@@ -106,7 +106,7 @@ def _optimizer_step(
             per_token = _token_losses(model, chunk, method, cfg.share, pad_id, progress)
             loss = float(weights[m]) * per_token.sum() / max(counts[m], 1)
             loss.backward()
-            total += float(loss)
+            total += loss.item()
     optimizer.step()
     optimizer.zero_grad()
     return total, sum(counts) // members

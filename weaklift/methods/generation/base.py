@@ -74,7 +74,8 @@ def token_shares(
             weight = torch.ones_like(targets.labels, dtype=torch.float32)
         else:
             logp = torch.log_softmax(logits.detach().float(), dim=-1)  # (N, V)
-            weight = -(logp.exp() * logp).sum(-1).clamp_min(1e-6)  # (N,) entropy
+            entropy = -(logp.exp() * logp).sum(-1)  # (N,)
+            weight = entropy.clamp_min(1e-6)
         words = targets.word_logprob.shape[0]
         total = torch.zeros(words, device=weight.device).index_add_(0, targets.word_index, weight)
         return targets.word_logprob[targets.word_index] * weight / total[targets.word_index]
