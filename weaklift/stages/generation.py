@@ -10,6 +10,7 @@ evaluate with the task metric. Each is a cached artifact keyed like every stage.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -101,6 +102,7 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
     upstream = {"splits": ctx.splits_key, "targets": req.targets_key}
 
     def compute(out: Path) -> dict:
+        start = time.perf_counter()
         loop = _loop_config(ctx, req.model_cfg)
         loaded = load_causal_lm(req.model_cfg.model)
         add_lora(loaded, req.model_cfg, loop.seed)
@@ -126,7 +128,11 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
             desc=f"{req.stage} {req.method.label if req.method else req.model_cfg.label}",
         )
         save_trained(loaded, out)
-        return {"history": history.__dict__, "examples": len(examples)}
+        return {
+            "history": history.__dict__,
+            "examples": len(examples),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
 
     return ctx.store.get_or_compute(req.stage, GEN_TRAIN_VERSION, params, upstream, compute)
 
@@ -160,6 +166,7 @@ def generations_stage(
     }
 
     def compute(out: Path) -> dict:
+        start = time.perf_counter()
         loaded = load_trained(model_cfg.model, model_cfg, trained.path)
         log.info("decoding %s with %s (%d beams)", split, model_cfg.label, g.beams)
         nbest = generate_nbest(
@@ -187,7 +194,11 @@ def generations_stage(
             for candidates in nbest
         ]
         save_json(out, "generations", rows)
-        return {"prompts": len(rows), "tokens": sum(len(c["ids"]) for r in rows for c in r)}
+        return {
+            "prompts": len(rows),
+            "tokens": sum(len(c["ids"]) for r in rows for c in r),
+            "seconds": round(time.perf_counter() - start, 1),
+        }
 
     return ctx.store.get_or_compute(
         "generations", GENERATIONS_VERSION, params, {"model": trained.key, "splits": ctx.splits_key},
@@ -221,6 +232,7 @@ def rescore_stage(
     params = {"split": split, "max_prompt_length": g.max_prompt_length}
 
     def compute(out: Path) -> dict:
+        start = time.perf_counter()
         loaded = load_trained(model_cfg.model, model_cfg, trained.path)
         prompts, continuations, words, owners = [], [], [], []
         for prompt, row in zip(ctx.texts(split), candidates, strict=True):
@@ -246,7 +258,7 @@ def rescore_stage(
             rows.append(flat[k : k + len(row)])
             k += len(row)
         save_json(out, "rescored", rows)
-        return {"candidates": len(flat)}
+        return {"candidates": len(flat), "seconds": round(time.perf_counter() - start, 1)}
 
     return ctx.store.get_or_compute(
         "rescore", RESCORE_VERSION, params,
