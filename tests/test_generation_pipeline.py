@@ -167,3 +167,10 @@ def test_slow_tokenizer_is_refused_before_any_work(workdir, tmp_path, monkeypatc
     with pytest.raises(WeakliftError, match="no offset mappings"):
         run_experiment(cfg, ArtifactStore(tmp_path / "artifacts"))
     assert not list((tmp_path / "artifacts").glob("*/*"))  # nothing written
+
+
+def test_full_finetuning_mode_runs(workdir, tmp_path):
+    overrides = _overrides(workdir, tmp_path, "strong.mode=full", "methods=[sft]")
+    overrides[2] = f"weak=[{{model: {workdir['weak']}, mode: full}}]"
+    results = run_experiment(load_config(None, overrides), ArtifactStore(tmp_path / "artifacts"))
+    assert set(results["students"]) == {"sft"} and 0.0 <= results["ceiling"]["slu_f1"] <= 1.0

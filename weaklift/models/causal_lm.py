@@ -124,13 +124,14 @@ def save_trained(loaded: LoadedLM, folder: Path) -> None:
 
 def load_trained(model: str, cfg: ModelConfig, folder: Path) -> LoadedLM:
     """The base model with a saved adapter merged in (fast decoding), or the saved full model."""
+    loaded = load_causal_lm(model)
     if cfg.mode == "full":
-        loaded = load_causal_lm(model)
-        trained = load_causal_lm(str(folder / "weights"))
-        return LoadedLM(loaded.tokenizer, trained.model, model)
+        trained = AutoModelForCausalLM.from_pretrained(folder / "weights", dtype=torch.float32)
+        trained.generation_config = loaded.model.generation_config
+        loaded.model = trained.to(loaded.device).eval()
+        return loaded
     from peft import PeftModel
 
-    loaded = load_causal_lm(model)
     peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
     loaded.model = peft_model.merge_and_unload().eval()
     return loaded
