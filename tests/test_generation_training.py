@@ -66,4 +66,6 @@ def test_ground_truth_training_lowers_the_loss():
     cfg = GenLoopConfig(epochs=30, batch_size=3, lr=0.05)
     history = train_generator(model, gt, GEN_METHODS["sft"](), cfg, pad_id=0)
     assert history.train_loss[-1] < 0.5 * history.train_loss[0]
-    assert any(not torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters()))
+    assert any(
+        not torch.equal(a, b) for a, b in zip(model.parameters(), before.parameters(), strict=True)
+    )
