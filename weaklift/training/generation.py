@@ -173,7 +173,8 @@ def sequence_logprobs(
     model.eval()
     device = next(model.parameters()).device
     with torch.no_grad():
-        for start in range(0, len(prompts), batch_size):
+        starts = range(0, len(prompts), batch_size)
+        for start in tqdm(starts, desc="rescore", leave=False, disable=len(starts) < 3):
             chunk = [
                 TargetSequence(p, c, [0] * len(c), [0.0])
                 for p, c in zip(
