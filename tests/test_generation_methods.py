@@ -105,7 +105,7 @@ def test_bayes_evidential_loss_by_hand():
             gammaln(at.sum()) - gammaln(4) - gammaln(at).sum()
             + ((at - 1) * (digamma(at) - digamma(at.sum()))).sum()
         )  # fmt: skip
-        assert float(loss[i]) == pytest.approx(log_loss + 0.4 * 0.5 * kl, rel=1e-5)
+        assert float(loss[i]) == pytest.approx(log_loss + 0.4 * 0.5 * kl / 4, rel=1e-5)  # KL / V
     # λ = 0: d/dz_v Σ_k y_k (log S − log α_k) = e^z_v / S − y_v e^z_v / α_v
     _, grad = _loss_and_grad("bayes", lam=0.0)
     e = LOGITS.exp()

@@ -2,8 +2,13 @@
 token, guided by the weak token targets (Cui et al. 2024; Sensoy et al. 2018).
 
     α = exp(min(z, 30)) + 1,  S = Σ_v α_v
-    loss = Σ_v y_v (log S − log α_v) + λ · min(1, progress / anneal) · KL(Dir(α̃) ‖ Dir(1)),
+    loss = Σ_v y_v (log S − log α_v) + λ · min(1, progress / anneal) · KL(Dir(α̃) ‖ Dir(1)) / V,
     α̃ = (α − 1)(1 − y) + 1,   y = (1 − c)·t + c·h  (h = the student's argmax; c = 0 unless aux_alpha)
+
+The KL is divided by the vocabulary size V (a mean over classes, where Sensoy et al. sum over K
+classes): summed over Gemma's 262k tokens, most of which hold evidence exp(z) > 1 in a pretrained
+LM, it reached ~10^4 per token and, even at λ = 0.1, wrecked the student in the first SLURP run
+(train loss ~1000, gibberish output). Divided by V, λ means the same at any vocabulary size.
 """
 
 from __future__ import annotations
@@ -38,10 +43,9 @@ def dirichlet_alpha(logits: torch.Tensor) -> torch.Tensor:
 
 class GenBayesOptions(MethodOptions):
     lam: float = Field(
-        0.1,
+        1.0,
         ge=0,
-        description="Final weight λ of the KL term; over a 262k vocabulary the KL is large, so the "
-        "default is smaller than for classification.",
+        description="Final weight λ of the KL term (the KL is divided by the vocabulary size).",
     )
     anneal: float = Field(
         0.5, ge=0, le=1, description="Fraction of training over which the KL weight ramps to λ."
@@ -72,5 +76,5 @@ class GenBayes(BaseGenMethod):
             y = (1 - c) * y + c * hardened(logits)
         alpha = dirichlet_alpha(logits)  # (N, V)
         alpha_tilde = (alpha - 1) * (1 - y) + 1
-        kl_weight = o.lam * kl_anneal(progress, o.anneal)
+        kl_weight = o.lam * kl_anneal(progress, o.anneal) / logits.shape[-1]
         return evidential_log_loss(alpha, y) + kl_weight * kl_to_uniform_dirichlet(alpha_tilde)
