@@ -45,13 +45,13 @@ def test_slurp_target_serialises_scenario_action_and_lower_cased_slots():
 
 
 def test_slurp_release_files_load():
-    data = load_task(TaskConfig(name="slurp", path=str(_need("slurp"))), seed=0)
+    data = load_task(TaskConfig(name="slurp", path=str(_need("slurp"))))
     assert len(data.texts) == 2033 + 2974 and data.metric == "slurp"
     assert all(t.split(" | ")[0].count("_") >= 1 for t in data.targets)
 
 
 def test_gsm8k_target_is_the_solution_and_metric_the_final_number():
-    data = load_task(TaskConfig(name="gsm8k", path=str(_need("gsm8k") / "test.jsonl")), seed=0)
+    data = load_task(TaskConfig(name="gsm8k", path=str(_need("gsm8k") / "test.jsonl")))
     assert len(data.texts) == 1319 and data.texts[0].startswith("Question: Janet")
     assert data.targets[0].endswith("#### 18")
     stats = METRICS["final_number"].stats(["she makes $18\n#### 18"], [data.targets[0]])
@@ -63,10 +63,10 @@ def test_file_task_with_kind_generation(tmp_path):
     path.write_text("\n".join(json.dumps({"q": f"q{i}", "a": f" a{i} "}) for i in range(5)))
     cfg = TaskConfig(name="file", path=str(path), kind="generation", template="Q: {q}\nA:",
                      target_column="a")  # fmt: skip
-    data = load_task(cfg, seed=0)
+    data = load_task(cfg)
     assert data.texts[1] == "Q: q1\nA:" and data.targets[1] == "a1" and data.metric == "exact_match"
     assert task_kind(cfg) == "generation"
-    sub = load_task(cfg.model_copy(update={"max_examples": 3}), seed=0)
+    sub = load_task(cfg.model_copy(update={"max_examples": 3}))
     assert len(sub.texts) == len(sub.targets) == 3
 
 
@@ -75,14 +75,14 @@ def test_file_task_needs_a_target_column(tmp_path):
     path.write_text(json.dumps({"q": "x", "a": "y"}))
     cfg = TaskConfig(name="file", path=str(path), kind="generation", template="Q: {q}")
     with pytest.raises(WeakliftError, match="task.target_column"):
-        load_task(cfg, seed=0)
+        load_task(cfg)
 
 
 def test_builtin_generation_tasks_need_a_path_and_refuse_file_options():
     with pytest.raises(WeakliftError, match="task.path"):
-        load_task(TaskConfig(name="gsm8k"), seed=0)
+        load_task(TaskConfig(name="gsm8k"))
     with pytest.raises(WeakliftError, match="task `file`"):
-        load_task(TaskConfig(name="slurp", path="x", template="{a}"), seed=0)
+        load_task(TaskConfig(name="slurp", path="x", template="{a}"))
 
 
 def test_default_methods_are_refused_for_a_generation_task():
