@@ -6,6 +6,7 @@ from pydantic import ValidationError
 
 from weaklift.methods.base import Method, MethodOptions, soft_cross_entropy
 from weaklift.methods.bayes import Bayes
+from weaklift.methods.dpo import DPO, IPO, ConservativeDPO, PreferenceLoss
 from weaklift.methods.hard import Hard
 from weaklift.methods.joint import Joint
 from weaklift.methods.logconf import Logconf
@@ -23,10 +24,20 @@ METHODS: dict[str, type] = {
     "bayes": Bayes,
 }
 
+# Losses on (chosen, rejected) pairs for preference optimisation: a protocol of their own
+# (``weaklift.methods.dpo.PreferenceLoss``), configured under ``preference.losses``.
+PREFERENCE_LOSSES: dict[str, type] = {
+    "dpo": DPO,
+    "cdpo": ConservativeDPO,
+    "ipo": IPO,
+}
 
-def validate_method_options(spec, where: str = "methods") -> MethodOptions:
+
+def validate_method_options(
+    spec, where: str = "methods", registry: dict[str, type] = METHODS
+) -> MethodOptions:
     """Check a MethodSpec's options against its method's Options class; ValueError names the field."""
-    method_cls = METHODS[spec.name]
+    method_cls = registry[spec.name]
     try:
         return method_cls.Options(**spec.options)
     except ValidationError as err:
@@ -54,8 +65,22 @@ def method_params(spec) -> dict:
     }
 
 
+def build_preference_loss(spec) -> PreferenceLoss:
+    options = validate_method_options(spec, "preference.losses", PREFERENCE_LOSSES)
+    return PREFERENCE_LOSSES[spec.name](options)
+
+
+def preference_loss_params(spec) -> dict:
+    """The cache-key view of a preference loss: its name and every option with defaults filled in."""
+    options = validate_method_options(spec, "preference.losses", PREFERENCE_LOSSES)
+    return {"name": spec.name, "options": options.model_dump()}
+
+
 __all__ = [
     "METHODS",
+    "PREFERENCE_LOSSES",
+    "build_preference_loss",
+    "preference_loss_params",
     "Method",
     "Xent",
     "MethodOptions",

@@ -1,0 +1,165 @@
+"""The preference-optimisation loop (DPO, cDPO, IPO) for a causal LM, LoRA or full.
+
+One optimizer step per batch of pairs; micro-batches accumulate gradients. For every micro-batch
+the chosen and rejected sequences go through the policy in ONE forward pass (2b rows), and through
+the frozen reference in another, without gradients. The reference is the starting policy: with
+LoRA the same network with its adapters switched off (peft ``disable_adapter``), with full
+finetuning a frozen copy taken before the first step. Its log-probs always come from a forward
+pass over the same tokens, never from stored decoding scores.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+from accelerate import Accelerator
+from tqdm.auto import tqdm
+
+from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
+from weaklift.models.causal_lm import response_logprobs
+
+
+@dataclass(frozen=True)
+class TokenizedPairs:
+    """Token ids of N pairs: the prompt, the chosen and the rejected response (see tokenize_responses)."""
+
+    prompt_ids: list[list[int]]
+    chosen_ids: list[list[int]]
+    rejected_ids: list[list[int]]
+
+    def __len__(self) -> int:
+        return len(self.prompt_ids)
+
+
+@dataclass(frozen=True)
+class PreferenceLoopConfig:
+    epochs: int
+    batch_size: int
+    lr: float
+    micro_batch_size: int | None = None
+    weight_decay: float = 0.0
+    seed: int = 0
+
+
+@dataclass
+class PreferenceHistory:
+    """Per optimizer step: loss, mean implicit-reward margin β·h, and the share of pairs with h > 0."""
+
+    loss: list[float] = field(default_factory=list)
+    reward_margin: list[float] = field(default_factory=list)
+    reward_accuracy: list[float] = field(default_factory=list)
+
+
+class PolicyWithReference:
+    """The causal LM being optimised and its frozen starting point (the reference model)."""
+
+    def __init__(
+        self, model: torch.nn.Module, pad_id: int, reference: torch.nn.Module | None = None
+    ):
+        """``reference`` defaults to the starting policy: LoRA adapters off, or a frozen copy."""
+        self.model, self.pad_id = model, pad_id
+        self.forward_model = model  # accelerate may wrap it for the policy's forward
+        self.is_lora = hasattr(model, "disable_adapter") and reference is None
+        if reference is None and not self.is_lora:  # copy now, before any step changes the weights
+            reference = copy.deepcopy(model)
+        self.frozen = None if reference is None else reference.eval().requires_grad_(False)
+
+    def logprobs(self, prompts: list[list[int]], responses: list[list[int]]):
+        """Policy: summed response log-probs (B,) with gradients, and token counts (B,)."""
+        return response_logprobs(self.forward_model, prompts, responses, self.pad_id)
+
+    @torch.no_grad()
+    def reference_logprobs(self, prompts: list[list[int]], responses: list[list[int]]):
+        """Reference: the same quantity under the starting weights, no gradients."""
+        if self.frozen is not None:
+            return response_logprobs(self.frozen, prompts, responses, self.pad_id)
+        was_training = self.model.training
+        self.model.eval()
+        with self.model.disable_adapter():
+            out = response_logprobs(self.model, prompts, responses, self.pad_id)
+        self.model.train(was_training)
+        return out
+
+    def pair_logps(self, pairs: TokenizedPairs, rows: np.ndarray) -> PairLogps:
+        """Policy and reference log-probs of the pairs ``rows``: one forward each over 2b rows."""
+        prompts = [pairs.prompt_ids[i] for i in rows]
+        responses = [pairs.chosen_ids[i] for i in rows] + [pairs.rejected_ids[i] for i in rows]
+        policy, tokens = self.logprobs(prompts + prompts, responses)  # (2b,) chosen, then rejected
+        reference, _ = self.reference_logprobs(prompts + prompts, responses)
+        b = len(rows)
+        return PairLogps(
+            policy_chosen=policy[:b],
+            policy_rejected=policy[b:],
+            reference_chosen=reference[:b],
+            reference_rejected=reference[b:],
+            chosen_tokens=tokens[:b],
+            rejected_tokens=tokens[b:],
+        )
+
+
+def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
+
+
+def train_preference(
+    policy: PolicyWithReference,
+    pairs: TokenizedPairs,
+    loss_fn: PreferenceLoss,
+    cfg: PreferenceLoopConfig,
+    desc: str = "preference",
+) -> PreferenceHistory:
+    """Optimise ``policy.model`` in place on ``pairs`` (every pair: chosen ≻ rejected)."""
+    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    generator = torch.Generator().manual_seed(cfg.seed)
+    params = [p for p in policy.model.parameters() if p.requires_grad]
+    optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    policy.forward_model, optimizer = accelerator.prepare(policy.model, optimizer)
+    micro_size = cfg.micro_batch_size or cfg.batch_size
+    total_steps = cfg.epochs * math.ceil(len(pairs) / cfg.batch_size)
+    history = PreferenceHistory()
+    policy.model.train()
+    with tqdm(total=total_steps, desc=desc, leave=False) as bar:
+        for _ in range(cfg.epochs):
+            order = torch.randperm(len(pairs), generator=generator).numpy()
+            for batch_rows in _chunks(order, cfg.batch_size):
+                step = _optimizer_step(
+                    policy, pairs, batch_rows, micro_size, loss_fn, optimizer, accelerator
+                )
+                for name, value in step.items():
+                    getattr(history, name).append(value)
+                bar.set_postfix(loss=f"{step['loss']:.3f}", acc=f"{step['reward_accuracy']:.2f}")
+                bar.update(1)
+    policy.model.eval()
+    return history
+
+
+def _optimizer_step(
+    policy: PolicyWithReference,
+    pairs: TokenizedPairs,
+    batch_rows: np.ndarray,
+    micro_size: int,
+    loss_fn: PreferenceLoss,
+    optimizer: torch.optim.Optimizer,
+    accelerator: Accelerator,
+) -> dict[str, float]:
+    """Mean loss over the batch, accumulated micro-batch by micro-batch; returns the step metrics."""
+    optimizer.zero_grad()
+    total, margins = 0.0, []
+    for micro in _chunks(batch_rows, micro_size):
+        logps = policy.pair_logps(pairs, micro)
+        loss = loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean over micro-batches
+        accelerator.backward(loss)
+        total += float(loss.detach())
+        chosen, rejected = implicit_rewards(logps, loss_fn.beta)
+        margins.append((chosen - rejected).cpu())
+    optimizer.step()
+    margin = torch.cat(margins)
+    return {
+        "loss": total,
+        "reward_margin": float(margin.mean()),
+        "reward_accuracy": float((margin > 0).float().mean()),
+    }
