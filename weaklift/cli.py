@@ -51,7 +51,7 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 def _run(args: argparse.Namespace) -> int:
     from weaklift.config import load_config
     from weaklift.pipeline import run_experiment
-    from weaklift.report import results_table
+    from weaklift.report import pairs_table, results_table
 
     path, overrides = _split_config_args(args.args)
     cfg = load_config(path, overrides)
@@ -59,7 +59,8 @@ def _run(args: argparse.Namespace) -> int:
     if args.json:
         print(json.dumps(results.data, indent=2))
     else:
-        print(results_table(results.data))
+        table = pairs_table if results.data.get("kind") == "pairs" else results_table
+        print(table(results.data))
         print(f"\nresults: {results.run_dir / 'results.json'}")
     return 0
 

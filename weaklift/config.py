@@ -286,6 +286,99 @@ class MethodSpec(_Strict):
         return f"{self.name}({inner})"
 
 
+def _method_specs(value: Any) -> Any:
+    """``[xent, {name: logconf, alpha: 0.5}]`` -> MethodSpec dicts (names alone, or name + options)."""
+    if isinstance(value, str):
+        value = [value]
+    specs = []
+    for item in value or []:
+        if isinstance(item, str):
+            specs.append({"name": item})
+        elif isinstance(item, dict) and "options" not in item:
+            item = dict(item)
+            specs.append({"name": item.pop("name", None), "options": item})
+        else:
+            specs.append(item)
+    return specs
+
+
+class PreferenceTrainConfig(_Strict):
+    """The DPO loop: one optimizer step per batch of pairs (chosen and rejected in one forward)."""
+
+    epochs: int = Field(1, ge=1, description="Passes over the pairs.")
+    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step.")
+    micro_batch_size: int | None = Field(
+        2, ge=1, description="Split each batch for gradient accumulation (memory)."
+    )
+    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (LoRA; full wants ~1e-6).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    max_length: int = Field(
+        256, ge=8, description="Prompt + response tokens; a long prompt keeps its end."
+    )
+    max_response_length: int = Field(
+        128, ge=1, description="Response tokens kept (from the start; + EOS when it fits)."
+    )
+
+
+class JudgesConfig(_Strict):
+    """How weak judges' scores of candidates become (chosen, rejected) pairs (Cui et al. 2024)."""
+
+    weights: Literal["uniform", "dynamic"] | list[float] = Field(
+        "uniform",
+        description="Judge weights: uniform; dynamic (softmax of mean confidence / temperature, as "
+        "multi_naive); or one non-negative number per judge, rescaled to sum 1.",
+    )
+    temperature: float = Field(1.0, gt=0, description="Softmax temperature for dynamic weights.")
+    min_margin: float | None = Field(
+        None,
+        ge=0,
+        description="Drop a pair when some judge prefers the rejected candidate by more than this "
+        "(length-normalised log-likelihood); unset keeps every pair.",
+    )
+    sample_size: int = Field(20, ge=0, description="Pairs written to the readable sample.jsonl.")
+
+    @field_validator("weights")
+    @classmethod
+    def _usable_weights(cls, value: Any) -> Any:
+        if isinstance(value, list) and (not value or min(value) < 0 or sum(value) <= 0):
+            raise ValueError("list non-negative judge weights with a positive sum")
+        return value
+
+
+class PreferenceConfig(_Strict):
+    """Preference optimisation of the strong causal LM (policy = strong.model, LoRA or full)."""
+
+    losses: list[MethodSpec] = Field(
+        default_factory=lambda: [MethodSpec(name="dpo")],
+        description="One trained policy per loss: dpo, cdpo, ipo, or {name: cdpo, beta: .., epsilon: ..}.",
+    )
+    train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
+    judges: JudgesConfig = Field(default_factory=JudgesConfig)
+
+    @field_validator("losses", mode="before")
+    @classmethod
+    def _losses_from_names(cls, value: Any) -> Any:
+        return _method_specs(value)
+
+    def check_losses(self) -> None:
+        """Every loss exists and its options are valid; ValueError names the field (checked by
+        ExperimentConfig, so the message carries the full path)."""
+        from weaklift.methods import PREFERENCE_LOSSES, validate_method_options
+
+        if not self.losses:
+            raise ValueError("preference.losses: list at least one loss, e.g. [dpo, cdpo]")
+        for i, spec in enumerate(self.losses):
+            if spec.name not in PREFERENCE_LOSSES:
+                raise ValueError(
+                    f"preference.losses.{i}: unknown loss {spec.name!r}; "
+                    f"choose from {sorted(PREFERENCE_LOSSES)}"
+                )
+            validate_method_options(spec, f"preference.losses.{i}", PREFERENCE_LOSSES)
+        labels = [spec.label for spec in self.losses]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"preference.losses: duplicate entries {labels}")
+
+
 class ExperimentConfig(_Strict):
     task: TaskConfig = Field(default_factory=TaskConfig)
     weak: ModelConfig | list[ModelConfig] = Field(
@@ -325,6 +418,11 @@ class ExperimentConfig(_Strict):
     bootstrap_samples: int = Field(
         1000, ge=10, description="Resamples for the PGR confidence interval."
     )
+    preference: PreferenceConfig | None = Field(
+        None,
+        description="Preference optimisation (DPO/cDPO/IPO) of the strong causal LM; "
+        "required settings for pair tasks default to preference.losses=[dpo].",
+    )
 
     @field_validator("output_dir")
     @classmethod
@@ -339,18 +437,7 @@ class ExperimentConfig(_Strict):
     @field_validator("methods", mode="before")
     @classmethod
     def _methods_from_names(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            value = [value]
-        specs = []
-        for item in value or []:
-            if isinstance(item, str):
-                specs.append({"name": item})
-            elif isinstance(item, dict) and "options" not in item:
-                item = dict(item)
-                specs.append({"name": item.pop("name", None), "options": item})
-            else:
-                specs.append(item)
-        return specs
+        return _method_specs(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -406,6 +493,28 @@ class ExperimentConfig(_Strict):
         from weaklift.tasks import task_kind
 
         return task_kind(self.task)
+
+    @model_validator(mode="after")
+    def _preference_fits(self) -> ExperimentConfig:
+        from weaklift.tasks import TASKS
+
+        if self.preference is not None:
+            self.preference.check_losses()
+            weights = self.preference.judges.weights
+            if isinstance(weights, list) and len(weights) != len(self.weak_members):
+                raise ValueError(
+                    f"preference.judges.weights: {len(weights)} weights for "
+                    f"{len(self.weak_members)} weak judges (the weak members)"
+                )
+        task = TASKS.get(self.task.name)
+        if (self.preference is not None or (task and task.kind == "pairs")) and (
+            self.strong.mode == "probe"
+        ):
+            raise ValueError(
+                "strong.mode: preference optimisation trains the strong causal LM itself; "
+                "set strong.mode=lora or strong.mode=full"
+            )
+        return self
 
     @model_validator(mode="after")
     def _methods_exist(self) -> ExperimentConfig:

@@ -135,3 +135,50 @@ def classification_summary(probs: np.ndarray, labels: np.ndarray) -> dict[str, f
         "auroc": auroc(probs, labels),
         "ece": expected_calibration_error(probs, labels),
     }
+
+
+def mean_bootstrap_ci(
+    values: np.ndarray, samples: int = 1000, seed: int = 0, level: float = 0.95
+) -> tuple[float, float]:
+    """Percentile CI of the mean of per-example values (e.g. 0/1 correct), resampling examples."""
+    values = np.asarray(values, dtype=np.float64)
+    if len(values) == 0:
+        return float("nan"), float("nan")
+    idx = np.random.default_rng(seed).integers(0, len(values), size=(samples, len(values)))
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.percentile(values[idx].mean(axis=1), [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
+def pairwise_preference_summary(
+    chosen: np.ndarray,
+    rejected: np.ndarray,
+    chosen_tokens: np.ndarray,
+    rejected_tokens: np.ndarray,
+    samples: int = 1000,
+    seed: int = 0,
+) -> dict[str, float | list[float]]:
+    """How often a language model itself prefers the chosen response: its summed log-likelihood
+    (``accuracy``, with a bootstrap CI) and its per-token log-likelihood (``accuracy_per_token``)."""
+    correct = chosen > rejected
+    per_token = chosen / np.maximum(chosen_tokens, 1) > rejected / np.maximum(rejected_tokens, 1)
+    return {
+        "accuracy": float(correct.mean()),
+        "accuracy_ci": list(mean_bootstrap_ci(correct, samples, seed)),
+        "accuracy_per_token": float(per_token.mean()),
+        "chosen_logp": float(chosen.mean()),
+        "rejected_logp": float(rejected.mean()),
+    }
+
+
+def implicit_reward_summary(
+    margins: np.ndarray, beta: float, samples: int = 1000, seed: int = 0
+) -> dict[str, float | list[float]]:
+    """DPO's implicit reward on held-out pairs: h = policy-vs-reference log-ratio of chosen minus
+    rejected; ``reward_accuracy`` = share with h > 0 (ties count as wrong), ``reward_margin`` = mean βh."""
+    correct = margins > 0
+    return {
+        "reward_accuracy": float(correct.mean()),
+        "reward_accuracy_ci": list(mean_bootstrap_ci(correct, samples, seed)),
+        "reward_margin": float(beta * margins.mean()),
+    }

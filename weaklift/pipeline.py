@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from weaklift.config import SELECTION_RULES, ExperimentConfig, MethodSpec, ModelConfig
+from weaklift.config import (
+    SELECTION_RULES,
+    ExperimentConfig,
+    MethodSpec,
+    ModelConfig,
+    PreferenceConfig,
+)
 from weaklift.methods import METHODS
 from weaklift.metrics import accuracy
 from weaklift.models.loading import model_fingerprint
@@ -51,8 +57,13 @@ from weaklift.stages.generation import (
     ground_truth,
     student_targets,
 )
+from weaklift.stages.preference_opt import (
+    file_pairs,
+    preference_evaluation_stage,
+    preference_train_stage,
+)
 from weaklift.store import Artifact, ArtifactStore, stable_hash, write_json_atomic
-from weaklift.tasks import load_task
+from weaklift.tasks import PairsData, load_task
 
 log = logging.getLogger("weaklift")
 
@@ -78,6 +89,9 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
         return _write_generation_results(
             cfg, data.name, run_generation_experiment(cfg, data, store)
         )
+    if isinstance(data, PairsData):
+        return run_pairs_experiment(cfg, data, store)
+
     backbones: dict = {}  # loaded once, shared by every seed
     memo: dict = {}  # feature arrays read once, shared by every seed
     contexts = [
@@ -256,6 +270,33 @@ def weak_member_labels(ctx: StageContext, member: ModelConfig) -> Artifact:
         ),
     )
     return weak_labels_stage(ctx, weak_model, member)
+
+
+def run_pairs_experiment(cfg: ExperimentConfig, data: PairsData, store: ArtifactStore) -> Results:
+    """Preference optimisation from a pairs file: policy = the strong LM, reference = its start.
+
+    pairs → splits → one policy per loss (DPO/cDPO/IPO) on the transfer pairs
+          → test pairs: the reference's own preference (before) vs each policy's (after)
+    """
+    ctx = StageContext(store=store, data=data, cfg=cfg)
+    splits_stage(ctx)  # the pairs of weak_train and val are not used
+    train_pairs, test_pairs = file_pairs(ctx, "transfer"), file_pairs(ctx, "test")
+    losses = (cfg.preference or PreferenceConfig()).losses
+    policies = {
+        spec.label: preference_train_stage(ctx, cfg.strong, train_pairs, spec) for spec in losses
+    }
+    metrics = preference_evaluation_stage(ctx, cfg.strong, policies, test_pairs).json("metrics")
+    results = {
+        "task": data.name,
+        "kind": "pairs",
+        **metrics,
+        "num_train_pairs": len(train_pairs),
+        "models": {"policy": cfg.strong.model, "mode": cfg.strong.mode},
+        "config": cfg.model_dump(mode="json"),
+    }
+    run_dir = Path(cfg.output_dir) / "runs" / f"{data.name}-{stable_hash(results['config'], 10)}"
+    write_json_atomic(run_dir / "results.json", results)
+    return Results(results, run_dir)
 
 
 def _write_results(

@@ -133,3 +133,33 @@ def generation_table(results: dict[str, Any]) -> str:
             pgr, ci = _fmt(student["pgr_best_member"], 2), _ci(student["pgr_best_member_ci"])
             lines.append(f"  {'student ' + label:<{width}} pgr {pgr:>6}  {ci}")
     return "\n".join(lines)
+
+
+def pairs_table(results: dict[str, Any]) -> str:
+    """Preference optimisation from pairs: on held-out pairs, how often each model prefers the
+    chosen reply (its own log-likelihood; per token) and, after training, by implicit reward."""
+    width = max(28, *(len(label) + 7 for label in results["policies"]))
+    header = (
+        f"{'model':<{width}} {'pref acc':>9} {'95% CI':>14} {'per tok':>8} "
+        f"{'reward acc':>11} {'95% CI':>14} {'margin':>7}"
+    )
+    lines = [
+        f"task {results['task']}  ·  policy {results['models']['policy']} "
+        f"({results['models']['mode']})  ·  {results['num_train_pairs']} train pairs  ·  "
+        f"{results['num_pairs']} test pairs",
+        header,
+        "-" * len(header),
+        _pairs_row("reference (before)", results["reference"], width),
+        *(_pairs_row(f"after {label}", m, width) for label, m in results["policies"].items()),
+    ]
+    return "\n".join(lines)
+
+
+def _pairs_row(name: str, m: dict[str, Any], width: int) -> str:
+    reward = _fmt(m.get("reward_accuracy")) if "reward_accuracy" in m else ""
+    reward_ci = _ci(m.get("reward_accuracy_ci"))
+    margin = _fmt(m.get("reward_margin"), 2) if "reward_margin" in m else ""
+    return (
+        f"{name:<{width}} {_fmt(m['accuracy']):>9} {_ci(m['accuracy_ci']):>14} "
+        f"{_fmt(m['accuracy_per_token']):>8} {reward:>11} {reward_ci:>14} {margin:>7}"
+    )

@@ -13,12 +13,14 @@ from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.tasks.builtin import TaskSpec
 from weaklift.tasks.facts import load_facts
 from weaklift.tasks.generation import GenerationData, load_file_generation, load_gsm8k, load_slurp
+from weaklift.tasks.pairs import PairsData, load_hh_dpo, load_pairs_file
 from weaklift.tasks.preference import load_hh_pairs
 
 __all__ = [
     "TASKS",
     "ClassificationData",
     "GenerationData",
+    "PairsData",
     "PreferenceData",
     "TaskSpec",
     "describe_tasks",
@@ -81,6 +83,17 @@ TASKS: dict[str, TaskSpec] = {
         "grade-school maths question -> worked solution; final-number accuracy (openai/gsm8k)",
         load_gsm8k,
         kind="generation",
+    "anthropic_hh_dpo": TaskSpec(
+        "anthropic_hh_dpo",
+        "preference optimisation: prompt + chosen/rejected reply (Anthropic/hh-rlhf)",
+        load_hh_dpo,
+        kind="pairs",
+    ),
+    "pairs_file": TaskSpec(
+        "pairs_file",
+        "preference optimisation: any local file with columns prompt, chosen, rejected",
+        load_pairs_file,
+        kind="pairs",
     ),
     "file": TaskSpec(
         "file",
@@ -108,7 +121,7 @@ def describe_tasks() -> list[tuple[str, str, str]]:
     return [(spec.name, spec.kind, spec.description) for spec in TASKS.values()]
 
 
-def load_task(cfg: TaskConfig) -> ClassificationData:
+def load_task(cfg: TaskConfig) -> ClassificationData | PairsData:
     """Load the configured task; with ``max_examples``, keep a random subset of it.
 
     Only ``task.seed`` shapes the data (coin flips, distractors, the subset): the experiment's
@@ -120,7 +133,10 @@ def load_task(cfg: TaskConfig) -> ClassificationData:
             f"unknown task {cfg.name!r} (task.name)", f"choose one of: {', '.join(TASKS)}"
         )
     data = spec.load(cfg, cfg.seed)
-    if cfg.max_examples is not None and cfg.max_examples < len(data.texts):
+    if isinstance(data, PairsData):
+        if cfg.max_examples is not None and cfg.max_examples < len(data.prompts):
+            data = data.subsample(cfg.max_examples, cfg.seed)
+    elif cfg.max_examples is not None and cfg.max_examples < len(data.texts):
         if isinstance(data, GenerationData):
             rng = np.random.default_rng(cfg.seed)
             data = data.subset(

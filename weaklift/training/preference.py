@@ -163,3 +163,30 @@ def _optimizer_step(
         "reward_margin": float(margin.mean()),
         "reward_accuracy": float((margin > 0).float().mean()),
     }
+
+
+@torch.no_grad()
+def score_pairs(
+    model: torch.nn.Module, pairs: TokenizedPairs, pad_id: int, batch_size: int = 8
+) -> dict[str, np.ndarray]:
+    """Summed response log-probs and token counts of every pair under ``model``, (N,) each."""
+    was_training = model.training
+    model.eval()
+    parts: dict[str, list[torch.Tensor]] = {
+        "chosen": [],
+        "rejected": [],
+        "chosen_tokens": [],
+        "rejected_tokens": [],
+    }
+    rows = np.arange(len(pairs))
+    for batch in tqdm(_chunks(rows, batch_size), desc="scoring pairs", leave=False):
+        prompts = [pairs.prompt_ids[i] for i in batch]
+        responses = [pairs.chosen_ids[i] for i in batch] + [pairs.rejected_ids[i] for i in batch]
+        logps, tokens = response_logprobs(model, prompts + prompts, responses, pad_id)
+        b = len(batch)
+        parts["chosen"].append(logps[:b].cpu())
+        parts["rejected"].append(logps[b:].cpu())
+        parts["chosen_tokens"].append(tokens[:b].cpu())
+        parts["rejected_tokens"].append(tokens[b:].cpu())
+    model.train(was_training)
+    return {name: torch.cat(values).numpy() for name, values in parts.items()}

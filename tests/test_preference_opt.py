@@ -1,0 +1,143 @@
+"""Preference optimisation from pair files: HH-RLHF prompt splitting, file checks, config checks,
+and a tiny end-to-end DPO/cDPO run that learns the preference and is cached."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.tiny_lm import make_tiny_lm
+from weaklift.cli import main
+from weaklift.config import TaskConfig, load_config
+from weaklift.errors import WeakliftError
+from weaklift.pipeline import run_experiment
+from weaklift.report import pairs_table
+from weaklift.store import ArtifactStore
+from weaklift.tasks import load_task
+from weaklift.tasks.pairs import split_dialogues
+
+DATA = Path(
+    os.environ.get("WEAKLIFT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
+)
+SUBJECTS = ["the cat", "the dog", "paris", "london", "the sky", "the water", "berlin", "a city"]
+GOOD = ["good", "true", "yes"]
+BAD = ["bad", "false", "no"]
+
+
+def test_hh_dialogues_split_at_the_last_shared_assistant_turn():
+    chosen = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: help me\n\nAssistant: Sure, here is how."
+    rejected = "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: help me\n\nAssistant: No."
+    prompt, a, b = split_dialogues(chosen, rejected)
+    assert prompt == "\n\nHuman: hi\n\nAssistant: hello\n\nHuman: help me\n\nAssistant:"
+    assert (a, b) == (" Sure, here is how.", " No.")
+    assert split_dialogues(chosen, chosen) is None  # identical replies carry no preference
+    assert split_dialogues("Human: a", "Human: b") is None  # no assistant turn shared
+
+
+def test_hh_dpo_from_the_real_files():
+    folder = DATA / "hh_rlhf"
+    if not folder.exists():
+        pytest.skip("HH-RLHF data not present (set WEAKLIFT_DATA)")
+    data = load_task(TaskConfig(name="anthropic_hh_dpo", path=str(folder), max_examples=500))
+    assert len(data.prompts) == 500 and data.extra["subsampled_from"] > 8000
+    assert all(p.endswith("\n\nAssistant:") for p in data.prompts)
+    assert all(c != r for c, r in zip(data.chosen, data.rejected, strict=True))
+
+
+def _write_pairs(path: Path, n: int = 48, seed: int = 0) -> Path:
+    """Chosen replies praise, rejected ones disparage: a preference a tiny LM can learn."""
+    rng = np.random.default_rng(seed)
+    with path.open("w") as handle:
+        for _ in range(n):
+            subject = rng.choice(SUBJECTS)
+            row = {
+                "prompt": f"is {subject} big ?",
+                "chosen": f" {rng.choice(GOOD)} , {subject} is {rng.choice(GOOD)}",
+                "rejected": f" {rng.choice(BAD)} , {subject} is {rng.choice(BAD)}",
+            }
+            handle.write(json.dumps(row) + "\n")
+    return path
+
+
+def test_pairs_file_rejects_missing_columns_and_empty_replies(tmp_path):
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps({"prompt": "a", "chosen": "b"}) + "\n")
+    with pytest.raises(WeakliftError, match="'rejected'"):
+        load_task(TaskConfig(name="pairs_file", path=str(bad)))
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text(json.dumps({"prompt": "a", "chosen": " ", "rejected": "c"}) + "\n")
+    with pytest.raises(WeakliftError, match="row 0 has no text in column 'chosen'"):
+        load_task(TaskConfig(name="pairs_file", path=str(empty)))
+
+
+def test_bad_preference_configs_fail_with_the_field_named(capsys):
+    assert main(["validate", "task.name=pairs_file", "strong.mode=probe"]) == 2
+    assert "strong.mode: preference optimisation" in capsys.readouterr().err
+    assert main(["validate", "strong.mode=lora", "preference.losses=[kto]"]) == 2
+    assert "preference.losses.0: unknown loss 'kto'" in capsys.readouterr().err
+    assert main(["validate", "strong.mode=lora", "preference.losses=[{name: dpo, beta: 0}]"]) == 2
+    assert "preference.losses.0.beta" in capsys.readouterr().err
+    assert main(["validate", "strong.mode=lora", "preference.judges.weights=[1, 2]"]) == 2
+    assert "2 weights for 1 weak judges" in capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def lm_folder(tmp_path_factory) -> Path:
+    texts = [f"is {s} big ?" for s in SUBJECTS] + GOOD + BAD
+    return make_tiny_lm(tmp_path_factory.mktemp("policy"), texts)
+
+
+def _overrides(lm_folder: Path, tmp_path: Path, mode: str, losses: str) -> list[str]:
+    return [
+        "task.name=pairs_file",
+        f"task.path={_write_pairs(tmp_path / 'pairs.jsonl')}",
+        f"strong.model={lm_folder}",
+        f"strong.mode={mode}",
+        "strong.lora.r=4",
+        f"output_dir={tmp_path}",
+        "split.weak_train=1",
+        "split.transfer=32",
+        "split.val=1",
+        "split.test=14",
+        f"preference.losses={losses}",
+        f"preference.train.epochs={6 if mode == 'lora' else 4}",
+        "preference.train.batch_size=8",
+        "preference.train.micro_batch_size=4",
+        f"preference.train.lr={3e-2 if mode == 'lora' else 1e-2}",
+        "bootstrap_samples=50",
+    ]
+
+
+@pytest.mark.parametrize(
+    ("mode", "losses", "labels"),
+    [
+        ("lora", "[{name: dpo, beta: 0.5}, cdpo]", {"dpo(beta=0.5)", "cdpo"}),
+        ("full", "[ipo]", {"ipo"}),
+    ],
+)
+def test_preference_optimisation_from_a_pairs_file_end_to_end_and_cached(
+    lm_folder, tmp_path, mode, losses, labels
+):
+    cfg = load_config(None, _overrides(lm_folder, tmp_path, mode, losses))
+    store = ArtifactStore(tmp_path / "artifacts")
+    results = run_experiment(cfg, store).data
+    assert results["kind"] == "pairs" and results["num_pairs"] == 14
+    assert set(results["policies"]) == labels
+    assert store.executions["preference_policy"] == len(labels)
+    reference = results["reference"]["accuracy"]
+    assert reference < 0.5  # the random LM prefers the disparaging reply as often as not
+    for metrics in results["policies"].values():
+        # held-out pairs: the policy now ranks the praising reply above the disparaging one, by
+        # its own likelihood and (mostly) by implicit reward against the reference
+        assert metrics["accuracy"] == 1.0
+        assert metrics["reward_accuracy"] >= 0.8 and metrics["reward_margin"] > 0
+        assert metrics["train_loss_first_last"][1] < metrics["train_loss_first_last"][0]
+    table = pairs_table(results)
+    assert "reference (before)" in table and all(f"after {label}" in table for label in labels)
+    again = ArtifactStore(tmp_path / "artifacts")
+    assert run_experiment(cfg, again).data["policies"] == results["policies"]
+    assert sum(again.executions.values()) == 0  # nothing retrained, nothing rescored

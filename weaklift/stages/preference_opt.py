@@ -1,0 +1,206 @@
+"""Stages of preference optimisation: pairs → DPO/cDPO/IPO policy → held-out pair metrics.
+
+The policy is the strong causal LM (``strong.model``, LoRA or full); its reference is the same
+model before training. Pairs come from a task's file (``file_pairs``) or from weak judges'
+verdicts on generated candidates (``weaklift.stages.judges``); either way they carry a key, so a
+trained policy is reused whenever the same pairs, model, loss and loop settings come back.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from weaklift.config import MethodSpec, ModelConfig, PreferenceConfig
+from weaklift.methods import build_preference_loss, preference_loss_params
+from weaklift.metrics import implicit_reward_summary, pairwise_preference_summary
+from weaklift.models.causal_lm import CausalLM, load_causal_lm, tokenize_responses
+from weaklift.models.loading import model_fingerprint
+from weaklift.stages.context import StageContext
+from weaklift.store import Artifact, save_json, stable_hash
+from weaklift.training.preference import (
+    PolicyWithReference,
+    PreferenceLoopConfig,
+    TokenizedPairs,
+    score_pairs,
+    train_preference,
+)
+
+log = logging.getLogger("weaklift")
+
+PREFERENCE_TRAIN_VERSION = 1
+PREFERENCE_EVAL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class Pairs:
+    """Preference pairs as texts, and the key of what produced them (for the cache keys)."""
+
+    prompts: list[str]
+    chosen: list[str]
+    rejected: list[str]
+    key: str
+
+    def __len__(self) -> int:
+        return len(self.prompts)
+
+
+def preference_config(ctx: StageContext) -> PreferenceConfig:
+    """The experiment's preference block; a pair task without one runs plain DPO."""
+    return ctx.cfg.preference or PreferenceConfig()
+
+
+def file_pairs(ctx: StageContext, split: str) -> Pairs:
+    """The pairs a pair task (``PairsData``) holds in one split."""
+    rows = ctx.splits[split]
+    return Pairs(
+        prompts=[ctx.data.prompts[i] for i in rows],
+        chosen=[ctx.data.chosen[i] for i in rows],
+        rejected=[ctx.data.rejected[i] for i in rows],
+        key=stable_hash({"splits": ctx.splits_key, "split": split}),
+    )
+
+
+def tokenize_pairs(tokenizer, pairs: Pairs, pref: PreferenceConfig) -> TokenizedPairs:
+    limits = (pref.train.max_length, pref.train.max_response_length)
+    prompt_ids, chosen_ids = tokenize_responses(tokenizer, pairs.prompts, pairs.chosen, *limits)
+    _, rejected_ids = tokenize_responses(tokenizer, pairs.prompts, pairs.rejected, *limits)
+    return TokenizedPairs(prompt_ids, chosen_ids, rejected_ids)
+
+
+def _with_adapters(model: torch.nn.Module, policy_cfg: ModelConfig) -> torch.nn.Module:
+    from peft import LoraConfig, get_peft_model
+
+    lora = policy_cfg.lora
+    return get_peft_model(
+        model,
+        LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
+            task_type="CAUSAL_LM",
+        ),
+    )
+
+
+def _seed(ctx: StageContext, policy_cfg: ModelConfig) -> int:
+    return ctx.cfg.seed if policy_cfg.seed is None else policy_cfg.seed
+
+
+def preference_train_stage(
+    ctx: StageContext, policy_cfg: ModelConfig, pairs: Pairs, spec: MethodSpec
+) -> Artifact:
+    """Optimise the policy on ``pairs`` with one loss; saves the LoRA adapter or the full model."""
+    pref = preference_config(ctx)
+    params = {
+        "model": model_fingerprint(policy_cfg.model),
+        "mode": policy_cfg.mode,
+        "lora": policy_cfg.lora.model_dump() if policy_cfg.mode == "lora" else None,
+        "train": pref.train.model_dump(),
+        "loss": preference_loss_params(spec),
+        "seed": _seed(ctx, policy_cfg),
+    }
+
+    def compute(out: Path) -> dict:
+        started = time.perf_counter()
+        lm = load_causal_lm(policy_cfg.model)
+        torch.manual_seed(params["seed"])
+        model = _with_adapters(lm.model, policy_cfg) if policy_cfg.mode == "lora" else lm.model
+        log.info(
+            "preference optimisation %s (%s) with %s on %d pairs",
+            policy_cfg.model,
+            policy_cfg.mode,
+            spec.label,
+            len(pairs),
+        )
+        policy = PolicyWithReference(model, lm.tokenizer.pad_token_id)
+        loop = PreferenceLoopConfig(
+            epochs=pref.train.epochs,
+            batch_size=pref.train.batch_size,
+            micro_batch_size=pref.train.micro_batch_size,
+            lr=pref.train.lr,
+            weight_decay=pref.train.weight_decay,
+            seed=params["seed"],
+        )
+        loss_fn = build_preference_loss(spec)
+        history = train_preference(
+            policy, tokenize_pairs(lm.tokenizer, pairs, pref), loss_fn, loop, f"{spec.label}"
+        )
+        if policy_cfg.mode == "lora":
+            model.save_pretrained(out / "adapter")
+        else:
+            model.save_pretrained(out / "model")
+            lm.tokenizer.save_pretrained(out / "model")
+        return {
+            "history": history.__dict__,
+            "pairs": len(pairs),
+            "beta": loss_fn.beta,
+            "seconds": round(time.perf_counter() - started, 1),
+        }
+
+    return ctx.store.get_or_compute(
+        "preference_policy", PREFERENCE_TRAIN_VERSION, params, {"pairs": pairs.key}, compute
+    )
+
+
+def load_policy(base: CausalLM, policy: Artifact) -> torch.nn.Module:
+    """The trained policy of a ``preference_policy`` artifact, built on a copy of ``base``."""
+    if (policy.path / "adapter").is_dir():
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(copy.deepcopy(base.model), str(policy.path / "adapter"))
+    return load_causal_lm(str(policy.path / "model"), device=str(base.model.device)).model
+
+
+def preference_evaluation_stage(
+    ctx: StageContext, policy_cfg: ModelConfig, policies: dict[str, Artifact], pairs: Pairs
+) -> Artifact:
+    """Held-out pairs: does the model prefer the chosen reply, before (the reference) and after each
+    loss? Plus each policy's implicit-reward accuracy and margin against the reference."""
+    pref = preference_config(ctx)
+    params = {
+        "model": model_fingerprint(policy_cfg.model),
+        "limits": [pref.train.max_length, pref.train.max_response_length],
+        "bootstrap_samples": ctx.cfg.bootstrap_samples,
+        "seed": ctx.cfg.seed,
+    }
+    upstream = {"pairs": pairs.key, **{f"policy/{k}": a.key for k, a in policies.items()}}
+
+    def compute(out: Path) -> dict:
+        started = time.perf_counter()
+        base = load_causal_lm(policy_cfg.model)
+        tokenized = tokenize_pairs(base.tokenizer, pairs, pref)
+        pad = base.tokenizer.pad_token_id
+        samples, seed = ctx.cfg.bootstrap_samples, ctx.cfg.seed
+        reference = score_pairs(base.model, tokenized, pad)
+        metrics = {
+            "num_pairs": len(pairs),
+            "reference": pairwise_preference_summary(**reference, samples=samples, seed=seed),
+            "policies": {},
+        }
+        for label, artifact in policies.items():
+            scores = score_pairs(load_policy(base, artifact), tokenized, pad)
+            margins = (scores["chosen"] - reference["chosen"]) - (
+                scores["rejected"] - reference["rejected"]
+            )
+            metrics["policies"][label] = {
+                **pairwise_preference_summary(**scores, samples=samples, seed=seed),
+                **implicit_reward_summary(margins, artifact.meta["beta"], samples, seed),
+                "train_seconds": artifact.meta["seconds"],
+                "train_loss_first_last": [
+                    artifact.meta["history"]["loss"][0],
+                    artifact.meta["history"]["loss"][-1],
+                ],
+            }
+        save_json(out, "metrics", metrics)
+        return {"seconds": round(time.perf_counter() - started, 1)}
+
+    return ctx.store.get_or_compute(
+        "preference_evaluation", PREFERENCE_EVAL_VERSION, params, upstream, compute
+    )
