@@ -345,6 +345,18 @@ class JudgesConfig(_Strict):
         return value
 
 
+class CandidatesConfig(_Strict):
+    """How the student writes candidates for the weak judges: beam n-best or seeded sampling."""
+
+    num: int = Field(4, ge=2, description="Candidates per prompt (K).")
+    decoding: Literal["sample", "beam"] = Field(
+        "sample", description="sample (seeded, with temperature) or beam (the K-best beams)."
+    )
+    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
+    max_new_tokens: int = Field(48, ge=1, description="Longest candidate, in tokens.")
+    batch_size: int = Field(8, ge=1, description="Prompts decoded together.")
+
+
 class PreferenceConfig(_Strict):
     """Preference optimisation of the strong causal LM (policy = strong.model, LoRA or full)."""
 
@@ -354,6 +366,7 @@ class PreferenceConfig(_Strict):
     )
     train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
     judges: JudgesConfig = Field(default_factory=JudgesConfig)
+    candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
 
     @field_validator("losses", mode="before")
     @classmethod

@@ -1,0 +1,186 @@
+"""Stages that make preference pairs from the student's own candidates (Cui et al. 2024):
+
+prompts ──► candidates (student: K samples or beams, seeded) ──► each weak judge scores them
+        ──► pairs (weighted judges: best = chosen, worst = rejected; disagreeing pairs dropped)
+
+Each is a cached artifact: adding a judge rescores nothing else, and changing ``min_margin`` only
+rebuilds the pairs. ``judged_pairs`` writes every pair to ``pairs.jsonl`` and the first few, with
+the judges' margins, to ``sample.jsonl`` for a person to read.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from weaklift.config import ModelConfig
+from weaklift.judging import ScoredCandidates, build_pairs, judge_weights, score_candidates
+from weaklift.models.causal_lm import CausalLM, load_causal_lm
+from weaklift.models.loading import model_fingerprint
+from weaklift.stages.context import StageContext
+from weaklift.stages.preference_opt import Pairs, preference_config
+from weaklift.store import Artifact, save_json
+
+log = logging.getLogger("weaklift")
+
+CANDIDATES_VERSION = 1
+JUDGE_VERSION = 1
+JUDGED_PAIRS_VERSION = 1
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    path.write_text("".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+@torch.no_grad()
+def generate_candidates(lm: CausalLM, prompts: list[str], cfg, seed: int) -> list[list[str]]:
+    """K continuations per prompt, decoded without special tokens; seeded, so reruns agree."""
+    tokenizer = lm.tokenizer
+    tokenizer.padding_side = "left"  # generation appends on the right
+    torch.manual_seed(seed)
+    beam = cfg.decoding == "beam"
+    out: list[list[str]] = []
+    starts = range(0, len(prompts), cfg.batch_size)
+    for start in tqdm(starts, desc=f"candidates {lm.name}", leave=False):
+        batch = tokenizer(
+            prompts[start : start + cfg.batch_size], return_tensors="pt", padding=True
+        )
+        batch = {k: v.to(lm.model.device) for k, v in batch.items()}
+        generated = lm.model.generate(
+            **batch,
+            max_new_tokens=cfg.max_new_tokens,
+            num_return_sequences=cfg.num,
+            do_sample=not beam,
+            num_beams=cfg.num if beam else 1,
+            temperature=None if beam else cfg.temperature,
+            top_k=None if beam else 0,
+            pad_token_id=tokenizer.pad_token_id,
+        )  # (b·K, T_prompt + T_new)
+        texts = tokenizer.batch_decode(
+            generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
+        )
+        out.extend(texts[i : i + cfg.num] for i in range(0, len(texts), cfg.num))
+    return out
+
+
+def candidates_stage(
+    ctx: StageContext, model_cfg: ModelConfig, prompts: list[str], prompts_key: str
+) -> Artifact:
+    """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates)."""
+    cand = preference_config(ctx).candidates
+    seed = ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed
+    params = {
+        "model": model_fingerprint(model_cfg.model),
+        "candidates": cand.model_dump(),
+        "seed": seed,
+    }
+
+    def compute(out: Path) -> dict:
+        lm = load_causal_lm(model_cfg.model)
+        log.info(
+            "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
+        )
+        texts = generate_candidates(lm, prompts, cand, seed)
+        rows = [{"prompt": p, "candidates": c} for p, c in zip(prompts, texts, strict=True)]
+        _write_jsonl(out / "candidates.jsonl", rows)
+        return {"prompts": len(rows)}
+
+    return ctx.store.get_or_compute(
+        "candidates", CANDIDATES_VERSION, params, {"prompts": prompts_key}, compute
+    )
+
+
+def read_candidates(candidates: Artifact) -> list[dict]:
+    return _read_jsonl(candidates.path / "candidates.jsonl")
+
+
+def judge_scores_stage(ctx: StageContext, judge_model: str, candidates: Artifact) -> Artifact:
+    """One weak judge's length-normalised log-likelihood of every candidate (``scores.json``)."""
+    train = preference_config(ctx).train
+    params = {
+        "judge": model_fingerprint(judge_model),
+        "limits": [train.max_length, train.max_response_length],
+    }
+
+    def compute(out: Path) -> dict:
+        rows = read_candidates(candidates)
+        judge = load_causal_lm(judge_model)
+        scores = score_candidates(
+            judge,
+            [r["prompt"] for r in rows],
+            [r["candidates"] for r in rows],
+            train.max_length,
+            train.max_response_length,
+        )
+        save_json(out, "scores", scores)
+        return {"candidates": sum(len(s) for s in scores)}
+
+    return ctx.store.get_or_compute(
+        "judge_scores", JUDGE_VERSION, params, {"candidates": candidates.key}, compute
+    )
+
+
+def judged_pairs_stage(
+    ctx: StageContext, candidates: Artifact, judges: dict[str, Artifact]
+) -> Artifact:
+    """Pairs from the weighted judges' verdicts; ``judges`` maps a judge's label to its scores."""
+    cfg = preference_config(ctx).judges
+    upstream = {"candidates": candidates.key, **{f"judge/{k}": a.key for k, a in judges.items()}}
+    params = {"judges": cfg.model_dump(), "order": list(judges)}  # weights follow this order
+
+    def compute(out: Path) -> dict:
+        rows = read_candidates(candidates)
+        per_judge = [a.json("scores") for a in judges.values()]
+        scored = [
+            ScoredCandidates(
+                row["prompt"], row["candidates"], np.array([s[i] for s in per_judge], dtype=float)
+            )
+            for i, row in enumerate(rows)
+        ]
+        weights = judge_weights(scored, cfg.weights, cfg.temperature)
+        pairs, dropped = build_pairs(scored, weights, cfg.min_margin)
+        _write_jsonl(out / "pairs.jsonl", pairs)
+        _write_jsonl(out / "sample.jsonl", pairs[: cfg.sample_size])
+        log.info("judged pairs: %d of %d prompts kept (%s)", len(pairs), len(rows), dropped)
+        return {
+            "pairs": len(pairs),
+            "prompts": len(rows),
+            "dropped": dropped,
+            "weights": dict(zip(judges, weights.tolist(), strict=True)),
+        }
+
+    return ctx.store.get_or_compute("judged_pairs", JUDGED_PAIRS_VERSION, params, upstream, compute)
+
+
+def pairs_from_artifact(judged: Artifact) -> Pairs:
+    """The judged pairs as training pairs, keyed by their artifact."""
+    rows = _read_jsonl(judged.path / "pairs.jsonl")
+    return Pairs(
+        prompts=[r["prompt"] for r in rows],
+        chosen=[r["chosen"] for r in rows],
+        rejected=[r["rejected"] for r in rows],
+        key=judged.key,
+    )
+
+
+def judged_pairs(
+    ctx: StageContext,
+    student_cfg: ModelConfig,
+    judge_models: dict[str, str],
+    prompts: list[str],
+    prompts_key: str,
+) -> tuple[Artifact, Pairs]:
+    """The whole chain: the student's candidates, every judge's scores, the pairs."""
+    candidates = candidates_stage(ctx, student_cfg, prompts, prompts_key)
+    scores = {label: judge_scores_stage(ctx, m, candidates) for label, m in judge_models.items()}
+    judged = judged_pairs_stage(ctx, candidates, scores)
+    return judged, pairs_from_artifact(judged)
