@@ -12,7 +12,8 @@ import torch
 
 from tests.tiny_lm import make_tiny_lm
 from weaklift.methods.dpo import DPO, IPO, CDPOOptions, ConservativeDPO, DPOOptions, PairLogps
-from weaklift.models.causal_lm import load_causal_lm, response_logprobs, tokenize_responses
+from weaklift.models.causal_lm import load_causal_lm
+from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
 from weaklift.training.preference import (
     PolicyWithReference,
     PreferenceLoopConfig,

@@ -23,6 +23,7 @@ from weaklift.judging import (
 from weaklift.models.causal_lm import load_causal_lm
 from weaklift.stages.context import StageContext
 from weaklift.stages.judges import judged_pairs
+from weaklift.stages.preference_opt import LMSource
 from weaklift.store import ArtifactStore
 
 SCORED = [
@@ -120,9 +121,8 @@ def test_candidates_scores_and_pairs_are_cached(lms, tmp_path):
 
     def run(store, cfg):
         ctx = StageContext(store=store, data=None, cfg=cfg)
-        judges = {"j": str(lms["j"]), "k": str(lms["k"])}
-        student = cfg.strong.model_copy(update={"model": str(lms["s"])})
-        return judged_pairs(ctx, student, judges, PROMPTS, "prompts")
+        judges = {name: LMSource.from_model(str(lms[name])) for name in ("j", "k")}
+        return judged_pairs(ctx, LMSource.from_model(str(lms["s"])), judges, PROMPTS, "prompts")
 
     store = ArtifactStore(tmp_path / "artifacts")
     judged, pairs = run(store, cfg)

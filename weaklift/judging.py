@@ -16,7 +16,8 @@ import torch
 from tqdm.auto import tqdm
 
 from weaklift.methods.ensemble import member_confidence, normalise_weights
-from weaklift.models.causal_lm import CausalLM, response_logprobs, tokenize_responses
+from weaklift.models.causal_lm import LoadedLM
+from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
 
 
 @dataclass(frozen=True)
@@ -105,7 +106,7 @@ def judge_agreement(pairs: list[dict], quality) -> dict[str, float]:
 
 @torch.no_grad()
 def score_candidates(
-    judge: CausalLM,
+    judge: LoadedLM,
     prompts: list[str],
     candidates: list[list[str]],
     max_length: int,

@@ -58,6 +58,7 @@ from weaklift.stages.generation import (
     student_targets,
 )
 from weaklift.stages.preference_opt import (
+    LMSource,
     file_pairs,
     preference_evaluation_stage,
     preference_train_stage,
@@ -282,10 +283,12 @@ def run_pairs_experiment(cfg: ExperimentConfig, data: PairsData, store: Artifact
     splits_stage(ctx)  # the pairs of weak_train and val are not used
     train_pairs, test_pairs = file_pairs(ctx, "transfer"), file_pairs(ctx, "test")
     losses = (cfg.preference or PreferenceConfig()).losses
+    start = LMSource.from_model(cfg.strong.model)
     policies = {
-        spec.label: preference_train_stage(ctx, cfg.strong, train_pairs, spec) for spec in losses
+        spec.label: preference_train_stage(ctx, start, cfg.strong, train_pairs, spec)
+        for spec in losses
     }
-    metrics = preference_evaluation_stage(ctx, cfg.strong, policies, test_pairs).json("metrics")
+    metrics = preference_evaluation_stage(ctx, start, policies, test_pairs).json("metrics")
     results = {
         "task": data.name,
         "kind": "pairs",

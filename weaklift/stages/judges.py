@@ -18,12 +18,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from weaklift.config import ModelConfig
 from weaklift.judging import ScoredCandidates, build_pairs, judge_weights, score_candidates
-from weaklift.models.causal_lm import CausalLM, load_causal_lm
-from weaklift.models.loading import model_fingerprint
+from weaklift.models.causal_lm import LoadedLM
 from weaklift.stages.context import StageContext
-from weaklift.stages.preference_opt import Pairs, preference_config
+from weaklift.stages.preference_opt import LMSource, Pairs, preference_config
 from weaklift.store import Artifact, save_json
 
 log = logging.getLogger("weaklift")
@@ -42,7 +40,7 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def generate_candidates(lm: CausalLM, prompts: list[str], cfg, seed: int) -> list[list[str]]:
+def generate_candidates(lm: LoadedLM, prompts: list[str], cfg, seed: int) -> list[list[str]]:
     """K continuations per prompt, decoded without special tokens; seeded, so reruns agree."""
     tokenizer = lm.tokenizer
     tokenizer.padding_side = "left"  # generation appends on the right
@@ -73,19 +71,19 @@ def generate_candidates(lm: CausalLM, prompts: list[str], cfg, seed: int) -> lis
 
 
 def candidates_stage(
-    ctx: StageContext, model_cfg: ModelConfig, prompts: list[str], prompts_key: str
+    ctx: StageContext, student: LMSource, prompts: list[str], prompts_key: str
 ) -> Artifact:
     """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates)."""
     cand = preference_config(ctx).candidates
-    seed = ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed
+    seed = ctx.cfg.seed
     params = {
-        "model": model_fingerprint(model_cfg.model),
+        "model": student.key,
         "candidates": cand.model_dump(),
         "seed": seed,
     }
 
     def compute(out: Path) -> dict:
-        lm = load_causal_lm(model_cfg.model)
+        lm = student.load()
         log.info(
             "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
         )
@@ -103,19 +101,18 @@ def read_candidates(candidates: Artifact) -> list[dict]:
     return _read_jsonl(candidates.path / "candidates.jsonl")
 
 
-def judge_scores_stage(ctx: StageContext, judge_model: str, candidates: Artifact) -> Artifact:
+def judge_scores_stage(ctx: StageContext, judge: LMSource, candidates: Artifact) -> Artifact:
     """One weak judge's length-normalised log-likelihood of every candidate (``scores.json``)."""
     train = preference_config(ctx).train
     params = {
-        "judge": model_fingerprint(judge_model),
+        "judge": judge.key,
         "limits": [train.max_length, train.max_response_length],
     }
 
     def compute(out: Path) -> dict:
         rows = read_candidates(candidates)
-        judge = load_causal_lm(judge_model)
         scores = score_candidates(
-            judge,
+            judge.load(),
             [r["prompt"] for r in rows],
             [r["candidates"] for r in rows],
             train.max_length,
@@ -174,13 +171,13 @@ def pairs_from_artifact(judged: Artifact) -> Pairs:
 
 def judged_pairs(
     ctx: StageContext,
-    student_cfg: ModelConfig,
-    judge_models: dict[str, str],
+    student: LMSource,
+    judges: dict[str, LMSource],
     prompts: list[str],
     prompts_key: str,
 ) -> tuple[Artifact, Pairs]:
     """The whole chain: the student's candidates, every judge's scores, the pairs."""
-    candidates = candidates_stage(ctx, student_cfg, prompts, prompts_key)
-    scores = {label: judge_scores_stage(ctx, m, candidates) for label, m in judge_models.items()}
+    candidates = candidates_stage(ctx, student, prompts, prompts_key)
+    scores = {label: judge_scores_stage(ctx, judge, candidates) for label, judge in judges.items()}
     judged = judged_pairs_stage(ctx, candidates, scores)
     return judged, pairs_from_artifact(judged)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import copy
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,8 +20,9 @@ import torch
 from weaklift.config import MethodSpec, ModelConfig, PreferenceConfig
 from weaklift.methods import build_preference_loss, preference_loss_params
 from weaklift.metrics import implicit_reward_summary, pairwise_preference_summary
-from weaklift.models.causal_lm import CausalLM, load_causal_lm, tokenize_responses
+from weaklift.models.causal_lm import LoadedLM, load_causal_lm
 from weaklift.models.loading import model_fingerprint
+from weaklift.models.sequence_logprobs import tokenize_responses
 from weaklift.stages.context import StageContext
 from weaklift.store import Artifact, save_json, stable_hash
 from weaklift.training.preference import (
@@ -35,6 +37,20 @@ log = logging.getLogger("weaklift")
 
 PREFERENCE_TRAIN_VERSION = 1
 PREFERENCE_EVAL_VERSION = 1
+
+
+@dataclass(frozen=True)
+class LMSource:
+    """Where a causal LM comes from: a cache key for its weights and how to load it. A model string
+    (``from_model``), or a trained artifact, e.g. a generation student with its adapter merged."""
+
+    key: str
+    load: Callable[[], LoadedLM]
+    name: str
+
+    @classmethod
+    def from_model(cls, model: str) -> LMSource:
+        return cls(key=model_fingerprint(model), load=lambda: load_causal_lm(model), name=model)
 
 
 @dataclass(frozen=True)
@@ -94,12 +110,13 @@ def _seed(ctx: StageContext, policy_cfg: ModelConfig) -> int:
 
 
 def preference_train_stage(
-    ctx: StageContext, policy_cfg: ModelConfig, pairs: Pairs, spec: MethodSpec
+    ctx: StageContext, start: LMSource, policy_cfg: ModelConfig, pairs: Pairs, spec: MethodSpec
 ) -> Artifact:
-    """Optimise the policy on ``pairs`` with one loss; saves the LoRA adapter or the full model."""
+    """Optimise the policy, starting from ``start``, on ``pairs`` with one loss (``policy_cfg``: mode,
+    LoRA settings, seed); saves the LoRA adapter or the full model."""
     pref = preference_config(ctx)
     params = {
-        "model": model_fingerprint(policy_cfg.model),
+        "model": start.key,
         "mode": policy_cfg.mode,
         "lora": policy_cfg.lora.model_dump() if policy_cfg.mode == "lora" else None,
         "train": pref.train.model_dump(),
@@ -109,12 +126,12 @@ def preference_train_stage(
 
     def compute(out: Path) -> dict:
         started = time.perf_counter()
-        lm = load_causal_lm(policy_cfg.model)
+        lm = start.load()
         torch.manual_seed(params["seed"])
         model = _with_adapters(lm.model, policy_cfg) if policy_cfg.mode == "lora" else lm.model
         log.info(
             "preference optimisation %s (%s) with %s on %d pairs",
-            policy_cfg.model,
+            start.name,
             policy_cfg.mode,
             spec.label,
             len(pairs),
@@ -149,7 +166,7 @@ def preference_train_stage(
     )
 
 
-def load_policy(base: CausalLM, policy: Artifact) -> torch.nn.Module:
+def load_policy(base: LoadedLM, policy: Artifact) -> torch.nn.Module:
     """The trained policy of a ``preference_policy`` artifact, built on a copy of ``base``."""
     if (policy.path / "adapter").is_dir():
         from peft import PeftModel
@@ -159,13 +176,13 @@ def load_policy(base: CausalLM, policy: Artifact) -> torch.nn.Module:
 
 
 def preference_evaluation_stage(
-    ctx: StageContext, policy_cfg: ModelConfig, policies: dict[str, Artifact], pairs: Pairs
+    ctx: StageContext, start: LMSource, policies: dict[str, Artifact], pairs: Pairs
 ) -> Artifact:
     """Held-out pairs: does the model prefer the chosen reply, before (the reference) and after each
     loss? Plus each policy's implicit-reward accuracy and margin against the reference."""
     pref = preference_config(ctx)
     params = {
-        "model": model_fingerprint(policy_cfg.model),
+        "model": start.key,
         "limits": [pref.train.max_length, pref.train.max_response_length],
         "bootstrap_samples": ctx.cfg.bootstrap_samples,
         "seed": ctx.cfg.seed,
@@ -174,7 +191,7 @@ def preference_evaluation_stage(
 
     def compute(out: Path) -> dict:
         started = time.perf_counter()
-        base = load_causal_lm(policy_cfg.model)
+        base = start.load()
         tokenized = tokenize_pairs(base.tokenizer, pairs, pref)
         pad = base.tokenizer.pad_token_id
         samples, seed = ctx.cfg.bootstrap_samples, ctx.cfg.seed

@@ -83,6 +83,7 @@ TASKS: dict[str, TaskSpec] = {
         "grade-school maths question -> worked solution; final-number accuracy (openai/gsm8k)",
         load_gsm8k,
         kind="generation",
+    ),
     "anthropic_hh_dpo": TaskSpec(
         "anthropic_hh_dpo",
         "preference optimisation: prompt + chosen/rejected reply (Anthropic/hh-rlhf)",

@@ -20,7 +20,7 @@ from accelerate import Accelerator
 from tqdm.auto import tqdm
 
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
-from weaklift.models.causal_lm import response_logprobs
+from weaklift.models.sequence_logprobs import response_logprobs
 
 
 @dataclass(frozen=True)
