@@ -79,6 +79,8 @@ def _validate(args: argparse.Namespace) -> int:
         f"ok: task {cfg.task.name}, weak {weak}, strong {cfg.strong.model} ({cfg.strong.mode}), "
         f"methods {[m.label for m in cfg.methods]}"
     )
+    if cfg.preference is not None:
+        print(f"    preference losses {[s.label for s in cfg.preference.losses]}")
     return 0
 
 
