@@ -285,3 +285,23 @@ def test_gradient_accumulation_changes_nothing(tiny_lm):
     assert step_one["loss"] == pytest.approx(step_four["loss"], abs=1e-6)
     for n in one:
         torch.testing.assert_close(one[n], four[n], atol=1e-6, rtol=1e-5)
+
+
+# --- the real zoo weights (slow: WEAKLIFT_SLOW=1) -------------------------------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", ["smollm2-135m", "gemma3-270m"])
+def test_zoo_models_score_left_padded_batches_like_single_rows(model):
+    """Left padding + position ids + logits_to_keep on real decoders (Gemma-3: sliding-window
+    attention, soft-capped logits) give each row's unpadded log-probs."""
+    lm = load_causal_lm(model, device="cpu")
+    prompts = ["Human: What is the capital of France?\n\nAssistant:", "Human: Hi\n\nAssistant:"]
+    replies = [" Paris.", " Hello! How can I help you today with anything at all?"]
+    prompt_ids, response_ids = tokenize_responses(lm.tokenizer, prompts, replies, 128, 32)
+    with torch.no_grad():
+        batched, _ = response_logprobs(
+            lm.model, prompt_ids, response_ids, lm.tokenizer.pad_token_id
+        )
+    for row, (p, r) in enumerate(zip(prompt_ids, response_ids, strict=True)):
+        assert float(batched[row]) == pytest.approx(_by_hand(lm.model, p, r), abs=2e-3)
