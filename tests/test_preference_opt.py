@@ -9,13 +9,23 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from tests.tiny_lm import make_tiny_lm
 from weaklift.cli import main
-from weaklift.config import TaskConfig, load_config
+from weaklift.config import MethodSpec, TaskConfig, load_config
 from weaklift.errors import WeakliftError
+from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
 from weaklift.pipeline import run_experiment
 from weaklift.report import pairs_table
+from weaklift.stages.context import StageContext
+from weaklift.stages.preference_opt import (
+    LMSource,
+    Pairs,
+    load_policy,
+    policy_source,
+    preference_train_stage,
+)
 from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
 from weaklift.tasks.pairs import split_dialogues
@@ -141,3 +151,32 @@ def test_preference_optimisation_from_a_pairs_file_end_to_end_and_cached(
     again = ArtifactStore(tmp_path / "artifacts")
     assert run_experiment(cfg, again).data["policies"] == results["policies"]
     assert sum(again.executions.values()) == 0  # nothing retrained, nothing rescored
+
+
+def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_path):
+    cfg = load_config(
+        None,
+        [
+            f"strong.model={lm_folder}",
+            "strong.mode=lora",
+            "strong.lora.r=4",
+            "preference.train.lr=0.05",
+        ],
+    )
+    ctx = StageContext(store=ArtifactStore(tmp_path / "artifacts"), data=None, cfg=cfg)
+    start = LMSource.from_model(str(lm_folder))
+    prompts = [f"is {s} big ?" for s in SUBJECTS[:4]]
+    pairs = Pairs(prompts, [" yes"] * 4, [" no"] * 4, key="hand-made")
+    policy = preference_train_stage(ctx, start, cfg.strong, pairs, MethodSpec(name="dpo"))
+    assert (policy.path / "adapter").is_dir() and policy.meta["pairs"] == 4
+    base = start.load()
+    tok = base.tokenizer
+    prompt_ids, yes_ids = tokenize_responses(tok, prompts, [" yes"] * 4, 64, 8)
+    with torch.no_grad():
+        unmerged, _ = response_logprobs(load_policy(base, policy), prompt_ids, yes_ids, 0)
+        merged, _ = response_logprobs(
+            policy_source(start, policy).load().model, prompt_ids, yes_ids, 0
+        )
+        before, _ = response_logprobs(base.model, prompt_ids, yes_ids, 0)
+    torch.testing.assert_close(merged, unmerged, atol=1e-4, rtol=1e-4)
+    assert bool((merged > before).all())  # the chosen reply became more likely

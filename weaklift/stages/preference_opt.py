@@ -175,6 +175,21 @@ def load_policy(base: LoadedLM, policy: Artifact) -> torch.nn.Module:
     return load_causal_lm(str(policy.path / "model"), device=str(base.model.device)).model
 
 
+def policy_source(start: LMSource, policy: Artifact) -> LMSource:
+    """A trained policy as an LMSource (adapter merged), e.g. to generate with it on test."""
+
+    def load() -> CausalLM:
+        base = start.load()
+        model = load_policy(base, policy)
+        if hasattr(model, "merge_and_unload"):
+            model = model.merge_and_unload()
+        return CausalLM(
+            tokenizer=base.tokenizer, model=model.eval(), name=f"{start.name}+{policy.key}"
+        )
+
+    return LMSource(key=policy.key, load=load, name=f"{start.name} after {policy.key}")
+
+
 def preference_evaluation_stage(
     ctx: StageContext, start: LMSource, policies: dict[str, Artifact], pairs: Pairs
 ) -> Artifact:
