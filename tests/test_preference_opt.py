@@ -15,13 +15,17 @@ from tests.tiny_lm import make_tiny_lm
 from weaklift.cli import main
 from weaklift.config import MethodSpec, TaskConfig, load_config
 from weaklift.errors import WeakliftError
+from weaklift.judging import score_candidates
+from weaklift.models.causal_lm import load_causal_lm
 from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
 from weaklift.pipeline import run_experiment
 from weaklift.report import pairs_table
+from weaklift.stages import splits_stage
 from weaklift.stages.context import StageContext
 from weaklift.stages.preference_opt import (
     LMSource,
     Pairs,
+    file_pairs,
     load_policy,
     policy_source,
     preference_train_stage,
@@ -180,3 +184,37 @@ def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_
         before, _ = response_logprobs(base.model, prompt_ids, yes_ids, 0)
     torch.testing.assert_close(merged, unmerged, atol=1e-4, rtol=1e-4)
     assert bool((merged > before).all())  # the chosen reply became more likely
+
+
+def test_weak_judges_train_a_student_on_judged_pairs_and_report_pgr(lm_folder, tmp_path):
+    texts = [f"is {s} big ?" for s in SUBJECTS] + GOOD + BAD
+    judges = [make_tiny_lm(tmp_path / f"judge{i}", texts, seed=i + 1) for i in range(2)]
+    weak = ", ".join(f"{{model: {j}}}" for j in judges)
+    overrides = _overrides(lm_folder, tmp_path, "lora", "[dpo]") + [
+        f"weak=[{weak}]",
+        "preference.weak_judges=true",
+        "preference.candidates.num=3",
+        "preference.candidates.max_new_tokens=5",
+    ]
+    cfg = load_config(None, overrides)
+    store = ArtifactStore(tmp_path / "artifacts")
+    results = run_experiment(cfg, store).data
+    student, ceiling = results["policies"]["dpo · weak judges"], results["policies"]["dpo"]
+    assert dict(store.executions)["judge_scores"] == 4  # 2 judges × (candidates, test pairs)
+    assert results["judged_pairs"]["prompts"] == 32
+    assert results["judged_pairs"]["pairs"] == 32 - sum(results["judged_pairs"]["dropped"].values())
+    # the judges' test accuracy, by hand: uniform weights over length-normalised log-likelihoods
+    lms = [load_causal_lm(str(j), device="cpu") for j in judges]
+    ctx = StageContext(store=store, data=load_task(cfg.task, 0), cfg=cfg)
+    splits_stage(ctx)
+    pairs = file_pairs(ctx, "test")
+    options = [[c, r] for c, r in zip(pairs.chosen, pairs.rejected, strict=True)]
+    scores = np.mean([score_candidates(lm, pairs.prompts, options, 256, 128) for lm in lms], 0)
+    assert results["weak"]["accuracy"] == pytest.approx(float(np.mean(scores[:, 0] > scores[:, 1])))
+    w, s, c = results["weak"]["accuracy"], student["reward_accuracy"], ceiling["reward_accuracy"]
+    if c != w:
+        assert student["pgr"] == pytest.approx((s - w) / (c - w))
+    assert "weak judges (" in pairs_table(results)
+    again = ArtifactStore(tmp_path / "artifacts")
+    run_experiment(cfg, again)
+    assert sum(again.executions.values()) == 0

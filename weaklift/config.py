@@ -367,6 +367,12 @@ class PreferenceConfig(_Strict):
     train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
     judges: JudgesConfig = Field(default_factory=JudgesConfig)
     candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
+    weak_judges: bool = Field(
+        False,
+        description="Pair tasks: also train each loss on pairs the weak members judge from the "
+        "policy's own candidates for the transfer prompts (no ground-truth replies), and report "
+        "PGR against the policy trained on the ground-truth pairs.",
+    )
 
     @field_validator("losses", mode="before")
     @classmethod

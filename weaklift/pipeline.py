@@ -57,8 +57,10 @@ from weaklift.stages.generation import (
     ground_truth,
     student_targets,
 )
+from weaklift.stages.judges import judge_scores_stage, judged_pairs, pair_candidates_stage
 from weaklift.stages.preference_opt import (
     LMSource,
+    WeakComparison,
     file_pairs,
     preference_evaluation_stage,
     preference_train_stage,
@@ -288,7 +290,24 @@ def run_pairs_experiment(cfg: ExperimentConfig, data: PairsData, store: Artifact
         spec.label: preference_train_stage(ctx, start, cfg.strong, train_pairs, spec)
         for spec in losses
     }
-    metrics = preference_evaluation_stage(ctx, start, policies, test_pairs).json("metrics")
+    weak = None
+    if (cfg.preference or PreferenceConfig()).weak_judges:
+        # Weak-to-strong: the policy's own candidates for the transfer prompts, judged by the weak
+        # members (never the file's replies), become the student's pairs; GT pairs give the ceiling.
+        judges = {m.label: LMSource.from_model(m.model) for m in cfg.weak_members}
+        judged, weak_pairs = judged_pairs(ctx, start, judges, train_pairs.prompts, train_pairs.key)
+        ceiling_of = {}
+        for spec in losses:
+            label = f"{spec.label} · weak judges"
+            policies[label] = preference_train_stage(ctx, start, cfg.strong, weak_pairs, spec)
+            ceiling_of[label] = spec.label
+        on_test = pair_candidates_stage(ctx, test_pairs)
+        scores = {label: judge_scores_stage(ctx, j, on_test) for label, j in judges.items()}
+        weak = WeakComparison(scores, judged.meta["weights"], ceiling_of)
+        judged_summary = {k: judged.meta[k] for k in ("pairs", "prompts", "dropped", "weights")}
+    metrics = preference_evaluation_stage(ctx, start, policies, test_pairs, weak).json("metrics")
+    if weak is not None:
+        metrics["judged_pairs"] = judged_summary
     results = {
         "task": data.name,
         "kind": "pairs",

@@ -137,11 +137,14 @@ def generation_table(results: dict[str, Any]) -> str:
 
 def pairs_table(results: dict[str, Any]) -> str:
     """Preference optimisation from pairs: on held-out pairs, how often each model prefers the
-    chosen reply (its own log-likelihood; per token) and, after training, by implicit reward."""
-    width = max(28, *(len(label) + 7 for label in results["policies"]))
+    chosen reply (its own log-likelihood; per token) and, after training, by implicit reward; with
+    weak judges, their accuracy and each weakly supervised policy's PGR on reward accuracy."""
+    weak = results.get("weak")
+    weak_label = f"weak judges ({' + '.join(weak['judges'])})" if weak else ""
+    width = max(28, len(weak_label) + 1, *(len(label) + 7 for label in results["policies"]))
     header = (
         f"{'model':<{width}} {'pref acc':>9} {'95% CI':>14} {'per tok':>8} "
-        f"{'reward acc':>11} {'95% CI':>14} {'margin':>7}"
+        f"{'reward acc':>11} {'95% CI':>14} {'margin':>7} {'pgr':>6} {'pgr 95% CI':>15}"
     )
     lines = [
         f"task {results['task']}  ·  policy {results['models']['policy']} "
@@ -150,16 +153,38 @@ def pairs_table(results: dict[str, Any]) -> str:
         header,
         "-" * len(header),
         _pairs_row("reference (before)", results["reference"], width),
-        *(_pairs_row(f"after {label}", m, width) for label, m in results["policies"].items()),
     ]
+    if weak:
+        lines.append(
+            f"{weak_label:<{width}} {_fmt(weak['accuracy']):>9} {_ci(weak['accuracy_ci']):>14}"
+        )
+    lines += [_pairs_row(f"after {label}", m, width) for label, m in results["policies"].items()]
+    policies = results["policies"]
+    if any(
+        policies[m["ceiling"]]["reward_accuracy"] <= weak["accuracy"]
+        for m in policies.values()
+        if "ceiling" in m
+    ):
+        lines.append(
+            "note: a ground-truth policy (the ceiling) does not beat the weak judges here, so its "
+            "students' PGR is not meaningful"
+        )
+    judged = results.get("judged_pairs")
+    if judged:
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in judged["weights"].items())
+        lines.append(
+            f"\njudged pairs: {judged['pairs']} of {judged['prompts']} prompts kept "
+            f"(dropped {judged['dropped']}); judge weights {weights}"
+        )
     return "\n".join(lines)
 
 
 def _pairs_row(name: str, m: dict[str, Any], width: int) -> str:
     reward = _fmt(m.get("reward_accuracy")) if "reward_accuracy" in m else ""
-    reward_ci = _ci(m.get("reward_accuracy_ci"))
     margin = _fmt(m.get("reward_margin"), 2) if "reward_margin" in m else ""
+    pgr = _fmt(m.get("pgr"), 2) if "pgr" in m else ""
     return (
         f"{name:<{width}} {_fmt(m['accuracy']):>9} {_ci(m['accuracy_ci']):>14} "
-        f"{_fmt(m['accuracy_per_token']):>8} {reward:>11} {reward_ci:>14} {margin:>7}"
+        f"{_fmt(m['accuracy_per_token']):>8} {reward:>11} {_ci(m.get('reward_accuracy_ci')):>14} "
+        f"{margin:>7} {pgr:>6} {_ci(m.get('pgr_ci')):>15}"
     )

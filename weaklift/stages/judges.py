@@ -97,6 +97,22 @@ def candidates_stage(
     )
 
 
+def pair_candidates_stage(ctx: StageContext, pairs: Pairs) -> Artifact:
+    """Held-out pairs as two candidates per prompt, [chosen, rejected], for the judges to score."""
+
+    def compute(out: Path) -> dict:
+        rows = [
+            {"prompt": p, "candidates": [c, r]}
+            for p, c, r in zip(pairs.prompts, pairs.chosen, pairs.rejected, strict=True)
+        ]
+        _write_jsonl(out / "candidates.jsonl", rows)
+        return {"prompts": len(rows)}
+
+    return ctx.store.get_or_compute(
+        "candidates", CANDIDATES_VERSION, {"from": "pairs"}, {"pairs": pairs.key}, compute
+    )
+
+
 def read_candidates(candidates: Artifact) -> list[dict]:
     return _read_jsonl(candidates.path / "candidates.jsonl")
 

@@ -15,11 +15,18 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from weaklift.config import MethodSpec, ModelConfig, PreferenceConfig
 from weaklift.methods import build_preference_loss, preference_loss_params
-from weaklift.metrics import implicit_reward_summary, pairwise_preference_summary
+from weaklift.metrics import (
+    implicit_reward_summary,
+    mean_bootstrap_ci,
+    pairwise_preference_summary,
+    pgr,
+    pgr_bootstrap_ci,
+)
 from weaklift.models.causal_lm import LoadedLM, load_causal_lm
 from weaklift.models.loading import model_fingerprint
 from weaklift.models.sequence_logprobs import tokenize_responses
@@ -178,31 +185,60 @@ def load_policy(base: LoadedLM, policy: Artifact) -> torch.nn.Module:
 def policy_source(start: LMSource, policy: Artifact) -> LMSource:
     """A trained policy as an LMSource (adapter merged), e.g. to generate with it on test."""
 
-    def load() -> CausalLM:
+    def load() -> LoadedLM:
         base = start.load()
         model = load_policy(base, policy)
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
-        return CausalLM(
+        return LoadedLM(
             tokenizer=base.tokenizer, model=model.eval(), name=f"{start.name}+{policy.key}"
         )
 
     return LMSource(key=policy.key, load=load, name=f"{start.name} after {policy.key}")
 
 
+@dataclass(frozen=True)
+class WeakComparison:
+    """The weak judges' own verdict on the test pairs, and which policy is each student's ceiling.
+
+    ``scores``: each judge's ``judge_scores`` of the test pairs as [chosen, rejected] candidates;
+    ``weights``: the judge weights the pairs were built with; ``ceiling_of``: student policy label
+    (trained on judged pairs) → ceiling policy label (same loss, ground-truth pairs).
+    """
+
+    scores: dict[str, Artifact]
+    weights: dict[str, float]
+    ceiling_of: dict[str, str]
+
+    def correct(self) -> np.ndarray:
+        """(N,) whether the weighted judges score the chosen reply above the rejected one."""
+        per_judge = np.array([a.json("scores") for a in self.scores.values()])  # (M, N, 2)
+        weights = np.array([self.weights[label] for label in self.scores])  # (M,)
+        combined = np.einsum("m,mnk->nk", weights, per_judge)
+        return combined[:, 0] > combined[:, 1]
+
+
 def preference_evaluation_stage(
-    ctx: StageContext, start: LMSource, policies: dict[str, Artifact], pairs: Pairs
+    ctx: StageContext,
+    start: LMSource,
+    policies: dict[str, Artifact],
+    pairs: Pairs,
+    weak: WeakComparison | None = None,
 ) -> Artifact:
     """Held-out pairs: does the model prefer the chosen reply, before (the reference) and after each
-    loss? Plus each policy's implicit-reward accuracy and margin against the reference."""
+    loss? Plus each policy's implicit-reward accuracy and margin against the reference; with
+    ``weak``, the judges' accuracy and each student's PGR on implicit-reward accuracy."""
     pref = preference_config(ctx)
     params = {
         "model": start.key,
         "limits": [pref.train.max_length, pref.train.max_response_length],
         "bootstrap_samples": ctx.cfg.bootstrap_samples,
         "seed": ctx.cfg.seed,
+        "weak": None if weak is None else {"weights": weak.weights, "ceiling_of": weak.ceiling_of},
     }
     upstream = {"pairs": pairs.key, **{f"policy/{k}": a.key for k, a in policies.items()}}
+    if weak is not None:
+        upstream.update({f"judge/{k}": a.key for k, a in weak.scores.items()})
 
     def compute(out: Path) -> dict:
         started = time.perf_counter()
@@ -216,11 +252,13 @@ def preference_evaluation_stage(
             "reference": pairwise_preference_summary(**reference, samples=samples, seed=seed),
             "policies": {},
         }
+        reward_correct = {}
         for label, artifact in policies.items():
             scores = score_pairs(load_policy(base, artifact), tokenized, pad)
             margins = (scores["chosen"] - reference["chosen"]) - (
                 scores["rejected"] - reference["rejected"]
             )
+            reward_correct[label] = margins > 0
             metrics["policies"][label] = {
                 **pairwise_preference_summary(**scores, samples=samples, seed=seed),
                 **implicit_reward_summary(margins, artifact.meta["beta"], samples, seed),
@@ -230,9 +268,44 @@ def preference_evaluation_stage(
                     artifact.meta["history"]["loss"][-1],
                 ],
             }
+        if weak is not None:
+            metrics["weak"] = _weak_and_pgr(
+                weak, reward_correct, metrics["policies"], samples, seed
+            )
         save_json(out, "metrics", metrics)
         return {"seconds": round(time.perf_counter() - started, 1)}
 
     return ctx.store.get_or_compute(
         "preference_evaluation", PREFERENCE_EVAL_VERSION, params, upstream, compute
     )
+
+
+def _weak_and_pgr(
+    weak: WeakComparison,
+    reward_correct: dict[str, np.ndarray],
+    policy_metrics: dict[str, dict],
+    samples: int,
+    seed: int,
+) -> dict:
+    """The judges' test accuracy; PGR = (student − weak) / (ceiling − weak) on reward accuracy,
+    written into each student's metrics, with a bootstrap CI over test pairs."""
+    weak_correct = weak.correct()
+    weak_accuracy = float(weak_correct.mean())
+    for student, ceiling in weak.ceiling_of.items():
+        policy_metrics[student]["ceiling"] = ceiling
+        policy_metrics[student]["pgr"] = pgr(
+            float(reward_correct[student].mean()),
+            weak_accuracy,
+            float(reward_correct[ceiling].mean()),
+        )
+        policy_metrics[student]["pgr_ci"] = list(
+            pgr_bootstrap_ci(
+                weak_correct, reward_correct[student], reward_correct[ceiling], samples, seed
+            )
+        )
+    return {
+        "judges": list(weak.scores),
+        "weights": weak.weights,
+        "accuracy": weak_accuracy,
+        "accuracy_ci": list(mean_bootstrap_ci(weak_correct, samples, seed)),
+    }
