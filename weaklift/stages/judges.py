@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from weaklift.judging import ScoredCandidates, build_pairs, judge_weights, score_candidates
 from weaklift.models.causal_lm import LoadedLM
+from weaklift.models.sequence_logprobs import left_pad, tokenize_responses
 from weaklift.stages.context import StageContext
 from weaklift.stages.preference_opt import LMSource, Pairs, preference_config
 from weaklift.store import Artifact, save_json
@@ -40,19 +41,24 @@ def _read_jsonl(path: Path) -> list[dict]:
 
 
 @torch.no_grad()
-def generate_candidates(lm: LoadedLM, prompts: list[str], cfg, seed: int) -> list[list[str]]:
-    """K continuations per prompt, decoded without special tokens; seeded, so reruns agree."""
+def generate_candidates(
+    lm: LoadedLM, prompts: list[str], cfg, seed: int, max_prompt_length: int
+) -> list[list[str]]:
+    """K continuations per prompt, decoded without special tokens; seeded, so reruns agree.
+
+    A long prompt keeps its special prefix and its end (as when it is scored); left-padded.
+    """
     tokenizer = lm.tokenizer
-    tokenizer.padding_side = "left"  # generation appends on the right
+    prompt_ids, _ = tokenize_responses(
+        tokenizer, prompts, [""] * len(prompts), max_prompt_length, 1
+    )
     torch.manual_seed(seed)
     beam = cfg.decoding == "beam"
     out: list[list[str]] = []
     starts = range(0, len(prompts), cfg.batch_size)
     for start in tqdm(starts, desc=f"candidates {lm.name}", leave=False):
-        batch = tokenizer(
-            prompts[start : start + cfg.batch_size], return_tensors="pt", padding=True
-        )
-        batch = {k: v.to(lm.model.device) for k, v in batch.items()}
+        ids, mask, _ = left_pad(prompt_ids[start : start + cfg.batch_size], tokenizer.pad_token_id)
+        batch = {"input_ids": ids.to(lm.model.device), "attention_mask": mask.to(lm.model.device)}
         generated = lm.model.generate(
             **batch,
             max_new_tokens=cfg.max_new_tokens,
@@ -87,7 +93,8 @@ def candidates_stage(
         log.info(
             "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
         )
-        texts = generate_candidates(lm, prompts, cand, seed)
+        max_prompt = max(8, preference_config(ctx).train.max_length - cand.max_new_tokens)
+        texts = generate_candidates(lm, prompts, cand, seed, max_prompt)
         rows = [{"prompt": p, "candidates": c} for p, c in zip(prompts, texts, strict=True)]
         _write_jsonl(out / "candidates.jsonl", rows)
         return {"prompts": len(rows)}
