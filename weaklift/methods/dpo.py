@@ -12,9 +12,10 @@ chosen y_w and rejected y_l) and returns one loss per pair, (b,). With
 - ``ipo``  (Azar et al. 2023), as TRL computes it: (h̄ − 1/(2β))², with h̄ the same margin built from
   per-token (length-normalised) log-probs.
 
-The forms match TRL's ``DPOTrainer`` (loss types ``sigmoid``, ``aot`` on one pair, ``ipo``); the tests
-check them against TRL on the same model and inputs. They are written here because TRL computes them
-inside its ``Trainer`` subclass, which weaklift's loop does not use.
+The tests check them against TRL's ``DPOTrainer`` on the same model and inputs (``sigmoid``; ``ipo``;
+cdpo as (1 − ε)·``sigmoid`` + ε·``sigmoid`` on the swapped pair, since TRL 1.x has no cDPO type).
+They are written here because TRL computes them inside its ``Trainer`` subclass, which weaklift's
+loop does not use.
 """
 
 from __future__ import annotations
