@@ -156,6 +156,15 @@ def preference_train_stage(
         history = train_preference(
             policy, tokenize_pairs(lm.tokenizer, pairs, pref), loss_fn, loop, f"{spec.label}"
         )
+        tail = slice(-max(1, len(history.loss) // 4), None)  # the last quarter of the steps
+        log.info(
+            "%s: loss %.3f → %.3f; last quarter: reward accuracy %.2f, margin %.3f",
+            spec.label,
+            history.loss[0],
+            history.loss[-1],
+            float(np.mean(history.reward_accuracy[tail])),
+            float(np.mean(history.reward_margin[tail])),
+        )
         if policy_cfg.mode == "lora":
             model.save_pretrained(out / "adapter")
         else:
