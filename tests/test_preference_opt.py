@@ -8,6 +8,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -75,6 +76,17 @@ def _write_pairs(path: Path, n: int = 48, seed: int = 0) -> Path:
             }
             handle.write(json.dumps(row) + "\n")
     return path
+
+
+def test_pairs_file_reads_jsonl_and_csv_alike(tmp_path):
+    jsonl = _write_pairs(tmp_path / "pairs.jsonl", n=10)
+    rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
+    csv = tmp_path / "pairs.csv"
+    pd.DataFrame(rows).to_csv(csv, index=False)
+    a = load_task(TaskConfig(name="pairs_file", path=str(jsonl)), 0)
+    b = load_task(TaskConfig(name="pairs_file", path=str(csv)), 0)
+    assert (a.prompts, a.chosen, a.rejected) == (b.prompts, b.chosen, b.rejected)
+    assert a.chosen[0] == rows[0]["chosen"] and a.fingerprint() == b.fingerprint()
 
 
 def test_pairs_file_rejects_missing_columns_and_empty_replies(tmp_path):
