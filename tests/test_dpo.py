@@ -116,6 +116,12 @@ def test_left_padded_batch_scores_only_response_tokens(tiny_lm):
         assert float(batched[row]) == pytest.approx(_by_hand(tiny_lm.model, p, r), abs=1e-4)
 
 
+def test_empty_responses_score_zero(tiny_lm):
+    with torch.no_grad():
+        logps, tokens = response_logprobs(tiny_lm.model, [[2, 5], [2]], [[], []], 0)
+    assert logps.tolist() == [0.0, 0.0] and tokens.tolist() == [0, 0]
+
+
 def test_truncation_keeps_the_prompt_end_and_the_response_start(tiny_lm):
     tok = tiny_lm.tokenizer
     prompts, responses = tokenize_responses(

@@ -75,7 +75,7 @@ def response_logprobs(
     sequences = [p + r for p, r in zip(prompt_ids, response_ids, strict=True)]
     input_ids, mask, positions = (t.to(device) for t in left_pad(sequences, pad_id))
     lengths = torch.tensor([len(r) for r in response_ids], device=device)  # (B,)
-    keep = int(lengths.max())  # response positions: the last `keep` tokens (some rows: padding)
+    keep = max(1, int(lengths.max()))  # response positions: the last `keep` (some rows: padding)
     logits = model(
         input_ids=input_ids,
         attention_mask=mask,
