@@ -82,9 +82,11 @@ def candidates_stage(
     """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates)."""
     cand = preference_config(ctx).candidates
     seed = ctx.cfg.seed
+    max_prompt = max(8, preference_config(ctx).train.max_length - cand.max_new_tokens)
     params = {
         "model": student.key,
         "candidates": cand.model_dump(),
+        "max_prompt_length": max_prompt,
         "seed": seed,
     }
 
@@ -93,7 +95,6 @@ def candidates_stage(
         log.info(
             "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
         )
-        max_prompt = max(8, preference_config(ctx).train.max_length - cand.max_new_tokens)
         texts = generate_candidates(lm, prompts, cand, seed, max_prompt)
         rows = [{"prompt": p, "candidates": c} for p, c in zip(prompts, texts, strict=True)]
         _write_jsonl(out / "candidates.jsonl", rows)
