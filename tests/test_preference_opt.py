@@ -67,10 +67,10 @@ def _write_pairs(path: Path, n: int = 48, seed: int = 0) -> Path:
     """Chosen replies praise, rejected ones disparage: a preference a tiny LM can learn."""
     rng = np.random.default_rng(seed)
     with path.open("w") as handle:
-        for _ in range(n):
+        for i in range(n):
             subject = rng.choice(SUBJECTS)
             row = {
-                "prompt": f"is {subject} big ?",
+                "prompt": f"question {i} : is {subject} big ?",  # distinct prompts: one group each
                 "chosen": f" {rng.choice(GOOD)} , {subject} is {rng.choice(GOOD)}",
                 "rejected": f" {rng.choice(BAD)} , {subject} is {rng.choice(BAD)}",
             }
@@ -83,8 +83,8 @@ def test_pairs_file_reads_jsonl_and_csv_alike(tmp_path):
     rows = [json.loads(line) for line in jsonl.read_text().splitlines()]
     csv = tmp_path / "pairs.csv"
     pd.DataFrame(rows).to_csv(csv, index=False)
-    a = load_task(TaskConfig(name="pairs_file", path=str(jsonl)), 0)
-    b = load_task(TaskConfig(name="pairs_file", path=str(csv)), 0)
+    a = load_task(TaskConfig(name="pairs_file", path=str(jsonl)))
+    b = load_task(TaskConfig(name="pairs_file", path=str(csv)))
     assert (a.prompts, a.chosen, a.rejected) == (b.prompts, b.chosen, b.rejected)
     assert a.chosen[0] == rows[0]["chosen"] and a.fingerprint() == b.fingerprint()
 
@@ -217,7 +217,7 @@ def test_weak_judges_train_a_student_on_judged_pairs_and_report_pgr(lm_folder, t
     assert results["judged_pairs"]["pairs"] == 32 - sum(results["judged_pairs"]["dropped"].values())
     # the judges' test accuracy, by hand: uniform weights over length-normalised log-likelihoods
     lms = [load_causal_lm(str(j), device="cpu") for j in judges]
-    ctx = StageContext(store=store, data=load_task(cfg.task, 0), cfg=cfg)
+    ctx = StageContext(store=store, data=load_task(cfg.task), cfg=cfg)
     splits_stage(ctx)
     pairs = file_pairs(ctx, "test")
     options = [[c, r] for c, r in zip(pairs.chosen, pairs.rejected, strict=True)]
@@ -230,3 +230,31 @@ def test_weak_judges_train_a_student_on_judged_pairs_and_report_pgr(lm_folder, t
     again = ArtifactStore(tmp_path / "artifacts")
     run_experiment(cfg, again)
     assert sum(again.executions.values()) == 0
+
+
+def test_pairs_with_the_same_prompt_share_a_split(tmp_path):
+    rows = [
+        {"prompt": f"prompt {i % 10}", "chosen": f"good {i}", "rejected": f"bad {i}"}
+        for i in range(40)
+    ]  # ten prompts, four pairs each
+    path = tmp_path / "pairs.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = load_config(
+        None,
+        [
+            "task.name=pairs_file",
+            f"task.path={path}",
+            "strong.mode=lora",
+            "split.weak_train=4",
+            "split.transfer=16",
+            "split.val=4",
+            "split.test=12",
+        ],
+    )
+    ctx = StageContext(store=ArtifactStore(tmp_path / "a"), data=load_task(cfg.task), cfg=cfg)
+    splits_stage(ctx)
+    where = {}
+    for name in ("weak_train", "transfer", "val", "test"):
+        for i in ctx.splits[name]:
+            assert where.setdefault(ctx.data.prompts[i], name) == name
+    assert len(ctx.splits["transfer"]) == 16 and len(ctx.splits["test"]) == 12
