@@ -71,9 +71,10 @@ def build_preference_loss(spec) -> PreferenceLoss:
 
 
 def preference_loss_params(spec) -> dict:
-    """The cache-key view of a preference loss: its name and every option with defaults filled in."""
+    """The cache-key view of a preference loss: name, version and every option with defaults."""
     options = validate_method_options(spec, "preference.losses", PREFERENCE_LOSSES)
-    return {"name": spec.name, "options": options.model_dump()}
+    version = PREFERENCE_LOSSES[spec.name].version
+    return {"name": spec.name, "version": version, "options": options.model_dump()}
 
 
 __all__ = [

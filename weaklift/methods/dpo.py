@@ -55,6 +55,7 @@ class PairLogps:
 class PreferenceLoss(Protocol):
     name: ClassVar[str]
     paper: ClassVar[str]
+    version: ClassVar[int]  # bump when the loss changes: every policy trained with it retrains
     Options: ClassVar[type[MethodOptions]]
     options: MethodOptions
 
@@ -82,6 +83,7 @@ class CDPOOptions(DPOOptions):
 
 class _PreferenceLossBase:
     Options: ClassVar[type[MethodOptions]] = DPOOptions
+    version: ClassVar[int] = 1
 
     def __init__(self, options: MethodOptions | None = None):
         self.options = options or self.Options()
