@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_lm import make_tiny_lm
+from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.methods.dpo import DPO, IPO, CDPOOptions, ConservativeDPO, DPOOptions, PairLogps
 from weaklift.models.causal_lm import load_causal_lm
 from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
@@ -90,7 +90,9 @@ def test_ipo_loss_by_hand_is_length_normalised():
 
 @pytest.fixture(scope="module")
 def tiny_lm(tmp_path_factory):
-    folder = make_tiny_lm(tmp_path_factory.mktemp("lm"), PROMPTS + CHOSEN + REJECTED)
+    folder = make_tiny_lm(
+        tmp_path_factory.mktemp("lm"), word_tokenizer(PROMPTS + CHOSEN + REJECTED)
+    )
     return load_causal_lm(str(folder), device="cpu")
 
 

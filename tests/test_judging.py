@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.tiny_lm import make_tiny_lm
+from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.config import load_config
 from weaklift.judging import (
     ScoredCandidates,
@@ -85,7 +85,10 @@ PROMPTS = ["is the cat big ?", "is paris a city ?", "is the sky blue ?"]
 def lms(tmp_path_factory):
     texts = PROMPTS + ["yes", "no", "it is", "not"]
     root = tmp_path_factory.mktemp("lms")
-    return {name: make_tiny_lm(root / name, texts, seed=seed) for seed, name in enumerate("sjk")}
+    return {
+        name: make_tiny_lm(root / name, word_tokenizer(texts), seed=seed)
+        for seed, name in enumerate("sjk")
+    }
 
 
 def test_judge_scores_are_length_normalised_log_likelihoods(lms):

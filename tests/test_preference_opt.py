@@ -12,7 +12,7 @@ import pandas as pd
 import pytest
 import torch
 
-from tests.tiny_lm import make_tiny_lm
+from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.cli import main
 from weaklift.config import MethodSpec, TaskConfig, load_config
 from weaklift.errors import WeakliftError
@@ -114,18 +114,18 @@ def test_bad_preference_configs_fail_with_the_field_named(capsys):
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory) -> Path:
     texts = [f"is {s} big ?" for s in SUBJECTS] + GOOD + BAD
-    return make_tiny_lm(tmp_path_factory.mktemp("policy"), texts)
+    return make_tiny_lm(tmp_path_factory.mktemp("policy"), word_tokenizer(texts))
 
 
 def _overrides(lm_folder: Path, tmp_path: Path, mode: str, losses: str) -> list[str]:
     return [
         "task.name=pairs_file",
-        f"task.path={_write_pairs(tmp_path / 'pairs.jsonl')}",
+        f"task.path={_write_pairs(tmp_path / 'pairs.jsonl', n=49)}",
         f"strong.model={lm_folder}",
         f"strong.mode={mode}",
         "strong.lora.r=4",
         f"output_dir={tmp_path}",
-        "split.weak_train=1",
+        "split.weak_train=2",  # the least main allows (one for weak_holdout); unused by pairs
         "split.transfer=32",
         "split.val=1",
         "split.test=14",
@@ -200,7 +200,9 @@ def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_
 
 def test_weak_judges_train_a_student_on_judged_pairs_and_report_pgr(lm_folder, tmp_path):
     texts = [f"is {s} big ?" for s in SUBJECTS] + GOOD + BAD
-    judges = [make_tiny_lm(tmp_path / f"judge{i}", texts, seed=i + 1) for i in range(2)]
+    judges = [
+        make_tiny_lm(tmp_path / f"judge{i}", word_tokenizer(texts), seed=i + 1) for i in range(2)
+    ]
     weak = ", ".join(f"{{model: {j}}}" for j in judges)
     overrides = _overrides(lm_folder, tmp_path, "lora", "[dpo]") + [
         f"weak=[{weak}]",
@@ -245,7 +247,7 @@ def test_pairs_with_the_same_prompt_share_a_split(tmp_path):
             "task.name=pairs_file",
             f"task.path={path}",
             "strong.mode=lora",
-            "split.weak_train=4",
+            "split.weak_train=8",  # two prompts: weak_holdout takes one whole group
             "split.transfer=16",
             "split.val=4",
             "split.test=12",

@@ -5,17 +5,23 @@
 - ``metaspace_tokenizer``: WordPiece-free unigram-like BPE behind a Metaspace pre-tokenizer (like
   SentencePiece / Gemma: ``▁word``), with a different vocabulary size and merges.
 
+- ``word_tokenizer``: the word-level tokenizer of ``tests/tiny_models.py`` (one token per word, BOS
+  in front), for tests that count a response's tokens by hand.
+
 ``make_tiny_lm(folder, tokenizer)`` saves a ~40k-parameter ``LlamaForCausalLM`` with tied
 embeddings plus the tokenizer, so ``load_causal_lm(str(folder))`` runs the real loading path.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from pathlib import Path
 
 import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
+
+from tests.tiny_models import _tokenizer, _vocabulary
 
 SPECIALS = ["<pad>", "<bos>", "<eos>", "<unk>"]
 
@@ -52,6 +58,11 @@ def metaspace_tokenizer(texts: list[str], vocab_size: int = 120) -> PreTrainedTo
     trainer = trainers.BpeTrainer(vocab_size=vocab_size, special_tokens=SPECIALS)
     backend.train_from_iterator(texts, trainer)
     return _wrap(backend)
+
+
+def word_tokenizer(texts: Iterable[str] = ()) -> PreTrainedTokenizerFast:
+    """Word-level, lowercased, ``[BOS]`` in front, ``[PAD]`` set: every word of ``texts`` a token."""
+    return _tokenizer(_vocabulary(texts), decoder=True, pad_token=True)
 
 
 def make_tiny_lm(folder: Path, tokenizer: PreTrainedTokenizerFast, seed: int = 0) -> Path:
