@@ -53,6 +53,9 @@ class TaskConfig(_Strict):
         description="Fixes the dataset: label coins, distractors, max_examples subsampling. "
         "The top-level seed never changes the data.",
     )
+    board: bool = Field(
+        False, description="Task `chess`: show the board as an 8x8 grid of characters too."
+    )
 
 
 class LoraConfig(_Strict):
@@ -217,6 +220,24 @@ class SplitConfig(_Strict):
     )
     test: int = Field(1000, ge=1, description="Held-out evaluation.")
     balance: bool = Field(False, description="Equal class counts in every split.")
+    by: str | None = Field(
+        None,
+        description="Easy-to-hard: a numeric task column (chess: `rating`); weak_train gets the "
+        "examples with the lowest values, transfer/val/test are drawn from the rest.",
+    )
+    hard_test: bool = Field(
+        False, description="With `by`: test gets the highest values; transfer and val the middle."
+    )
+
+    @model_validator(mode="after")
+    def _difficulty_options_fit(self) -> SplitConfig:
+        if self.hard_test and self.by is None:
+            raise ValueError("split.hard_test needs split.by (e.g. split.by=rating)")
+        if self.balance and self.by is not None:
+            raise ValueError(
+                "split.balance cannot be combined with split.by; set split.balance=false"
+            )
+        return self
 
     @model_validator(mode="after")
     def _holdout_fits(self) -> SplitConfig:

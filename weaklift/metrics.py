@@ -182,3 +182,28 @@ def implicit_reward_summary(
         "reward_accuracy_ci": list(mean_bootstrap_ci(correct, samples, seed)),
         "reward_margin": float(beta * margins.mean()),
     }
+
+
+def accuracy_by_bucket(
+    values: np.ndarray, labels: np.ndarray, probs: dict[str, np.ndarray], buckets: int = 4
+) -> list[dict]:
+    """Accuracy of each model within quantile buckets of ``values`` (e.g. puzzle rating on test).
+
+    Edges are the 0, 1/b, ..., 1 quantiles of ``values`` (duplicates merged, so there may be
+    fewer buckets); each bucket holds low <= value < high, the last one also its high end.
+    """
+    values = np.asarray(values, dtype=np.float64)
+    edges = np.unique(np.quantile(values, np.linspace(0, 1, buckets + 1)))
+    which = np.searchsorted(edges[1:-1], values, side="right")  # bucket index, 0..len(edges)-2
+    rows = []
+    for b in range(max(len(edges) - 1, 1)):
+        mask = which == b
+        rows.append(
+            {
+                "low": float(edges[b]),
+                "high": float(edges[min(b + 1, len(edges) - 1)]),
+                "n": int(mask.sum()),
+                "accuracy": {name: accuracy(p[mask], labels[mask]) for name, p in probs.items()},
+            }
+        )
+    return rows

@@ -38,6 +38,7 @@ from weaklift.stages import (
     SeedModels,
     StageContext,
     TrainRequest,
+    bucket_evaluation_stage,
     crossfit_stage,
     evaluation_stage,
     genft_stage,
@@ -117,12 +118,20 @@ def run_experiment(cfg: ExperimentConfig, store: ArtifactStore | None = None) ->
         ctx.feature_rows = rows
 
     # 2. Every model, once per seed; 3. the summary over seeds.
-    evaluations = []
+    evaluations, seed_models = [], []
     for ctx in contexts:
         log.info("seed %d (%d of %d)", ctx.cfg.seed, len(evaluations) + 1, len(contexts))
-        evaluations.append(evaluation_stage(ctx, train_seed(ctx)))
+        seed_models.append(train_seed(ctx))
+        evaluations.append(evaluation_stage(ctx, seed_models[-1]))
     ladder_models = [m.label for m in cfg.ladder[1:]] if cfg.ladder else []
     summary = summarise_seeds(cfg.run_seeds, evaluations, ladder_models, cfg.bootstrap_samples)
+
+    # 4. Accuracy by difficulty bucket: the split.by column, or the task's own (chess: rating).
+    bucket_column = cfg.split.by or data.difficulty
+    if bucket_column:
+        summary["by_bucket"] = bucket_evaluation_stage(contexts, seed_models, bucket_column).json(
+            "buckets"
+        )
     return _write_results(cfg, data.name, summary, data.label_names)
 
 

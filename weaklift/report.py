@@ -64,7 +64,27 @@ def results_table(results: dict[str, Any]) -> str:
         for rung in ladder["rungs"]:
             lines.append(_row(f"  rung {rung['model']}", rung, width))
         lines.append(_row("  direct weak → strong", ladder["direct"], width))
+    if results.get("by_bucket"):
+        lines += ["", bucket_table(results["by_bucket"])]
     lines += [f"\nwarning: {w}" for w in results.get("warnings", [])]
+    return "\n".join(lines)
+
+
+def bucket_table(by_bucket: dict[str, Any]) -> str:
+    """Test accuracy per quantile bucket of a task column (chess: rating): one row per bucket,
+    one column per model, so a reader sees where a student passes its supervisor."""
+    rows = by_bucket["buckets"]
+    models = list(rows[0]["accuracy"])
+    width = max(9, *(len(m) + 1 for m in models))
+    header = f"{by_bucket['column'] + ' bucket':<19} {'n':>5} " + " ".join(
+        f"{m:>{width}}" for m in models
+    )
+    lines = [f"Accuracy by {by_bucket['column']} (quantile buckets of test):", header]
+    lines.append("-" * len(header))
+    for row in rows:
+        span = f"{row['low']:g}–{row['high']:g}"
+        cells = " ".join(f"{_fmt(row['accuracy'][m]):>{width}}" for m in models)
+        lines.append(f"{span:<19} {row['n']:>5} {cells}")
     return "\n".join(lines)
 
 

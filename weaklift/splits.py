@@ -8,10 +8,15 @@ everyone is tested on test. No GT outside weak_train/weak_holdout reaches a weak
 A task may give each example a group (``ClassificationData.groups``: an entity, an author, a
 source document); then every group lies in one split, so nothing learnt about a group on one split
 helps on another (weak_holdout, too, takes whole groups).
+
+Easy-to-hard (``split.by``): weak_train takes the examples with the lowest value of a task column
+(chess: ``rating``), test optionally the highest (``split.hard_test``), the rest is shuffled;
+groups stay whole there too.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -45,10 +50,15 @@ class Splits:
 
 
 def make_splits(
-    labels: np.ndarray, cfg: SplitConfig, seed: int, groups: np.ndarray | None = None
+    labels: np.ndarray,
+    cfg: SplitConfig,
+    seed: int,
+    groups: np.ndarray | None = None,
+    columns: Mapping[str, np.ndarray] | None = None,
 ) -> Splits:
     """Shuffle with ``seed`` and cut consecutive blocks; with ``balance`` draw equal counts per class;
-    with ``groups`` keep every group within one split (``grouped_order``).
+    with ``groups`` keep every group within one split (``grouped_order``); with ``split.by`` order
+    by the task column of that name (``columns``) first (``difficulty_blocks``).
 
     weak_holdout is a seeded random slice of the weak_train block, so it never depends on val/test.
     """
@@ -56,19 +66,22 @@ def make_splits(
     needed = sum(sizes.values())
     rng = np.random.default_rng(seed)
     labels = np.asarray(labels)
-    if groups is not None:
-        order = grouped_order(labels, np.asarray(groups), sizes, cfg.balance, rng)
-    elif cfg.balance:
-        order = _balanced_order(labels, sizes, rng)
+    if cfg.by is not None:
+        parts = difficulty_blocks(len(labels), cfg, sizes, rng, groups, columns or {})
     else:
-        if needed > len(labels):
-            raise WeakliftError(
-                f"split sizes need {needed} examples but the task has {len(labels)}",
-                "lower split.weak_train/transfer/val/test",
-            )
-        order = rng.permutation(len(labels))
-    cuts = np.cumsum([0] + [sizes[n] for n in BLOCKS])
-    parts = {n: order[cuts[i] : cuts[i + 1]] for i, n in enumerate(BLOCKS)}
+        if groups is not None:
+            order = grouped_order(labels, np.asarray(groups), sizes, cfg.balance, rng)
+        elif cfg.balance:
+            order = _balanced_order(labels, sizes, rng)
+        else:
+            if needed > len(labels):
+                raise WeakliftError(
+                    f"split sizes need {needed} examples but the task has {len(labels)}",
+                    "lower split.weak_train/transfer/val/test",
+                )
+            order = rng.permutation(len(labels))
+        cuts = np.cumsum([0] + [sizes[n] for n in BLOCKS])
+        parts = {n: order[cuts[i] : cuts[i + 1]] for i, n in enumerate(BLOCKS)}
     parts["weak_holdout"], parts["weak_train"] = _carve_holdout(
         parts["weak_train"],
         cfg.holdout_count(),
@@ -192,3 +205,65 @@ def _split_quota(name: str, size: int, num_classes: int, balance: bool) -> np.nd
             f"use a multiple of {num_classes} or split.balance=false",
         )
     return np.full(num_classes, size // num_classes, dtype=np.int64)
+
+
+def difficulty_blocks(
+    n: int,
+    cfg: SplitConfig,
+    sizes: dict[str, int],
+    rng: np.random.Generator,
+    groups: np.ndarray | None,
+    columns: Mapping[str, np.ndarray],
+) -> dict[str, np.ndarray]:
+    """Easy-to-hard blocks of whole groups (an example is its own group when the task has none).
+
+    weak_train = the lowest-valued groups (a group's value is its mean), test = the highest with
+    ``hard_test``; ties are ordered by the seeded shuffle, and everything else is shuffled. Sizes
+    are exact: a size that would cut a group in two is an error (chess: use even sizes).
+    """
+    if cfg.by not in columns:
+        raise WeakliftError(
+            f"split.by={cfg.by!r} is not a numeric column of this task "
+            f"(it has: {', '.join(sorted(columns)) or 'none'})",
+            "choose one of those columns, or remove split.by",
+        )
+    groups = np.arange(n) if groups is None else np.asarray(groups).astype(str)
+    _, unit_of = np.unique(groups, return_inverse=True)  # example -> unit (group) id
+    unit_size = np.bincount(unit_of)
+    shuffled = rng.permutation(len(unit_size))
+    rank = np.empty_like(shuffled)
+    rank[shuffled] = np.arange(len(shuffled))
+    values = np.asarray(columns[cfg.by], dtype=np.float64)
+    unit_value = np.bincount(unit_of, weights=values) / unit_size
+    easiest_first = np.lexsort((rank, unit_value))  # by value, ties in the seeded order
+    units: dict[str, np.ndarray] = {}
+    units["weak_train"], remaining = _take(easiest_first, unit_size, sizes, "weak_train")
+    if cfg.hard_test:
+        units["test"], hardest_rest = _take(remaining[::-1], unit_size, sizes, "test")
+        remaining = hardest_rest[::-1]
+    remaining = remaining[np.argsort(rank[remaining], kind="stable")]  # shuffle the rest
+    for name in BLOCKS:
+        if name not in units:
+            units[name], remaining = _take(remaining, unit_size, sizes, name)
+    return {name: np.flatnonzero(np.isin(unit_of, units[name])) for name in BLOCKS}
+
+
+def _take(
+    order: np.ndarray, unit_size: np.ndarray, sizes: dict[str, int], name: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """The leading units of ``order`` that hold exactly ``sizes[name]`` examples, and the rest."""
+    size = sizes[name]
+    filled = np.cumsum(unit_size[order])
+    if not len(filled) or filled[-1] < size:
+        raise WeakliftError(
+            f"split sizes need {sum(sizes.values())} examples but the task has "
+            f"{int(unit_size.sum())} (split.{name} ran out)",
+            "lower split.weak_train/transfer/val/test",
+        )
+    count = int(np.searchsorted(filled, size)) + 1
+    if filled[count - 1] != size:
+        raise WeakliftError(
+            f"split.{name}={size} would cut a group of examples in two",
+            f"use a size that whole groups fill (chess: an even number), e.g. {int(filled[count - 1])}",
+        )
+    return order[:count], order[count:]

@@ -6,7 +6,12 @@ its version; bump a stage's ``*_VERSION`` when its computation changes.
 
 from weaklift.stages.context import StageContext, one_hot
 from weaklift.stages.data import features_stage, genft_stage, split_features, splits_stage
-from weaklift.stages.evaluation import SeedModels, evaluation_stage, summarise_seeds
+from weaklift.stages.evaluation import (
+    SeedModels,
+    bucket_evaluation_stage,
+    evaluation_stage,
+    summarise_seeds,
+)
 from weaklift.stages.training import (
     TrainRequest,
     crossfit_stage,
@@ -20,6 +25,7 @@ __all__ = [
     "SeedModels",
     "StageContext",
     "TrainRequest",
+    "bucket_evaluation_stage",
     "crossfit_stage",
     "evaluation_stage",
     "features_stage",

@@ -34,7 +34,9 @@ def splits_stage(ctx: StageContext) -> Artifact:
     }
 
     def compute(out: Path) -> dict:
-        splits = make_splits(ctx.data.labels, ctx.cfg.split, ctx.cfg.seed, ctx.data.groups)
+        splits = make_splits(
+            ctx.data.labels, ctx.cfg.split, ctx.cfg.seed, ctx.data.groups, ctx.data.columns
+        )
         save_arrays(out, splits.as_dict())
         return {name: len(idx) for name, idx in splits.as_dict().items()}
 

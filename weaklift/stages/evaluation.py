@@ -19,6 +19,7 @@ import torch
 
 from weaklift.metrics import (
     accuracy,
+    accuracy_by_bucket,
     agreement,
     bootstrap_accuracies,
     classification_summary,
@@ -84,6 +85,50 @@ def evaluation_stage(ctx: StageContext, models: SeedModels) -> Artifact:
         return {}
 
     return ctx.store.get_or_compute("evaluation", EVAL_VERSION, params, upstream, compute)
+
+
+def bucket_evaluation_stage(
+    contexts: list[StageContext], seed_models: list[SeedModels], column: str, buckets: int = 4
+) -> Artifact:
+    """Test accuracy of the weak supervisor, every student and the ceiling per quantile bucket of
+    a task column (chess: rating), pooled over the seeds' test examples, so a reader sees where a
+    student passes its supervisor (or where everyone is at chance)."""
+    params = {"column": column, "buckets": buckets}
+    upstream = {
+        f"seed{ctx.cfg.seed}/{name}": key
+        for ctx, models in zip(contexts, seed_models, strict=True)
+        for name, key in {
+            "splits": ctx.splits_key,
+            **{f"weak_labels/{label}": a.key for label, a in models.members.items()},
+            "ceiling": models.ceiling.key,
+            **{f"student/{label}": a.key for label, a in models.students.items()},
+        }.items()
+    }
+
+    def compute(out: Path) -> dict:
+        probs: dict[str, list[np.ndarray]] = {}
+        values, labels = [], []
+        for ctx, models in zip(contexts, seed_models, strict=True):
+            seed_probs = {
+                "weak": np.stack([a.arrays()["test"] for a in models.members.values()], 1).mean(1),
+                **{label: a.arrays("predictions")["test"] for label, a in models.students.items()},
+                "ceiling": models.ceiling.arrays("predictions")["test"],
+            }
+            for name, p in seed_probs.items():
+                probs.setdefault(name, []).append(p)
+            values.append(ctx.data.columns[column][ctx.splits["test"]])
+            labels.append(ctx.labels("test"))
+        rows = accuracy_by_bucket(
+            np.concatenate(values),
+            np.concatenate(labels),
+            {name: np.concatenate(p) for name, p in probs.items()},
+            buckets,
+        )
+        save_json(out, "buckets", {"column": column, "buckets": rows})
+        return {}
+
+    store = contexts[0].store
+    return store.get_or_compute("bucket_evaluation", EVAL_VERSION, params, upstream, compute)
 
 
 def _score_seed(ctx: StageContext, models: SeedModels) -> tuple[dict, dict[str, np.ndarray]]:

@@ -11,6 +11,7 @@ from weaklift.errors import WeakliftError
 from weaklift.tasks import builtin
 from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.tasks.builtin import TaskSpec
+from weaklift.tasks.chess import load_chess
 from weaklift.tasks.facts import load_facts
 from weaklift.tasks.generation import GenerationData, load_file_generation, load_gsm8k, load_slurp
 from weaklift.tasks.pairs import PairsData, load_hh_dpo, load_pairs_file
@@ -96,6 +97,12 @@ TASKS: dict[str, TaskSpec] = {
         load_pairs_file,
         kind="pairs",
     ),
+    "chess": TaskSpec(
+        "chess",
+        "Lichess puzzle position + candidate move: solution or legal distractor (needs task.path; "
+        "pip install 'weaklift[chess]')",
+        load_chess,
+    ),
     "file": TaskSpec(
         "file",
         "any local JSONL/CSV/Parquet: needs task.path, task.template, task.label_column "
@@ -133,6 +140,10 @@ def load_task(cfg: TaskConfig) -> ClassificationData | PairsData:
         raise WeakliftError(
             f"unknown task {cfg.name!r} (task.name)", f"choose one of: {', '.join(TASKS)}"
         )
+    if cfg.board and cfg.name != "chess":
+        raise WeakliftError(
+            f"task.board is only used by task `chess`, not {cfg.name!r}", "remove task.board"
+        )
     data = spec.load(cfg, cfg.seed)
     if isinstance(data, PairsData):
         if cfg.max_examples is not None and cfg.max_examples < len(data.prompts):
@@ -163,5 +174,6 @@ def subsample(data: ClassificationData, n: int, seed: int) -> ClassificationData
         texts=[data.texts[i] for i in keep],
         labels=data.labels[keep],
         groups=None if data.groups is None else data.groups[keep],
+        columns={name: np.asarray(values)[keep] for name, values in data.columns.items()},
         extra={**extra, "subsampled_from": total},
     )

@@ -18,6 +18,8 @@ class ClassificationData:
     ``groups`` (optional, (N,)) marks examples that must share a split, e.g. every statement about
     one entity; ``builder`` names the code that built the pool and its version (set by
     ``load_task``), so editing a builder invalidates every split and model downstream.
+    ``columns`` holds per-example numbers a split or a report may use (chess: ``rating``);
+    ``difficulty`` names the column results are bucketed by when ``split.by`` is not set.
     """
 
     name: str
@@ -28,6 +30,8 @@ class ClassificationData:
     extra: dict = field(default_factory=dict)
     groups: np.ndarray | None = None  # (N,) group ids (str or int); None: every example alone
     builder: str = ""  # "<task>/<version>"
+    columns: dict[str, np.ndarray] = field(default_factory=dict)  # name -> (N,) numbers
+    difficulty: str | None = None
 
     def __post_init__(self) -> None:
         if len(self.texts) == 0:
@@ -54,6 +58,16 @@ class ClassificationData:
                 raise WeakliftError(
                     f"task {self.name!r}: example {i} has an empty or non-text input"
                 )
+        for column, values in self.columns.items():
+            if np.shape(values) != (len(self.texts),):
+                raise WeakliftError(
+                    f"task {self.name!r}: column {column!r} has shape {np.shape(values)}, "
+                    f"expected ({len(self.texts)},)"
+                )
+        if self.difficulty is not None and self.difficulty not in self.columns:
+            raise WeakliftError(
+                f"task {self.name!r}: difficulty column {self.difficulty!r} missing"
+            )
 
     @property
     def num_classes(self) -> int:
@@ -65,6 +79,10 @@ class ClassificationData:
         content = {"texts": self.texts, "labels": self.labels.tolist(), "names": self.label_names}
         if self.groups is not None:
             content["groups"] = [str(g) for g in self.groups]
+        if self.columns:  # only tasks with columns hash them, so other tasks keep their keys
+            content["columns"] = {
+                k: np.asarray(v).tolist() for k, v in sorted(self.columns.items())
+            }
         return stable_hash({**content, "builder": self.builder})
 
 

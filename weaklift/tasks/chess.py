@@ -1,0 +1,172 @@
+"""Chess puzzles (Lichess open puzzle database), Burns et al. 2023's second domain.
+
+Each Lichess row holds the position *before* the opponent's move (``FEN``) and the moves in UCI
+(``Moves``): ``Moves[0]`` is the opponent's move that sets the puzzle up, ``Moves[1]`` the first
+move of the solution. Every puzzle yields two statements, "position + candidate move", one with the
+solution (label 1) and one with a legal distractor (label 0), so the task is exactly balanced; both
+share the puzzle's ``group`` so a split never separates them, and its ``rating`` for easy-to-hard
+splits. python-chess (GPL-3.0) is an optional extra: ``pip install 'weaklift[chess]'``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from weaklift.config import TaskConfig
+from weaklift.errors import WeakliftError
+from weaklift.tasks.base import ClassificationData
+from weaklift.tasks.builtin import reject_file_options
+from weaklift.tasks.loaders import Row, read_path
+
+if TYPE_CHECKING:
+    import chess
+
+COLUMNS = ("PuzzleId", "FEN", "Moves", "Rating")
+INSTALL = "pip install 'weaklift[chess]' (or: pip install chess==1.11.2)"
+DATA_URL = "https://database.lichess.org/#puzzles"
+
+
+def require_python_chess() -> Any:
+    """The ``chess`` module, or one clear line saying how to install it."""
+    try:
+        import chess
+    except ImportError as err:
+        raise WeakliftError(
+            "task `chess` needs python-chess, which is not installed", INSTALL
+        ) from err
+    return chess
+
+
+@dataclass(frozen=True)
+class Puzzle:
+    """One puzzle after the opponent's set-up move: the position to solve and its answer."""
+
+    puzzle_id: str
+    board: chess.Board  # the puzzle position (after Moves[0]); the solver is to move
+    setup_san: str  # the opponent's move Moves[0], in SAN
+    answer: chess.Move  # Moves[1]
+    rating: int
+
+
+def parse_puzzle(row: Row) -> Puzzle:
+    """Apply ``Moves[0]`` to ``FEN``; ``Moves[1]`` is the answer. Illegal moves raise ValueError."""
+    chess = require_python_chess()
+    board = chess.Board(str(row["FEN"]))
+    moves = str(row["Moves"]).split()
+    if len(moves) < 2:
+        raise ValueError(f"Moves {row['Moves']!r} needs the set-up move and the answer")
+    setup = chess.Move.from_uci(moves[0])
+    if not board.is_legal(setup):
+        raise ValueError(f"set-up move {moves[0]} is illegal in {row['FEN']}")
+    setup_san = board.san(setup)
+    board.push(setup)
+    answer = chess.Move.from_uci(moves[1])
+    if not board.is_legal(answer):
+        raise ValueError(f"answer {moves[1]} is illegal after {moves[0]}")
+    return Puzzle(str(row["PuzzleId"]), board, setup_san, answer, int(row["Rating"]))
+
+
+def draw_distractor(puzzle: Puzzle, seed: int) -> chess.Move | None:
+    """A legal move other than the answer, drawn by a coin seeded with (seed, puzzle id).
+
+    Moves that also mate are excluded (Lichess accepts any mate in one), so a distractor is never
+    a second solution. Seeding per puzzle keeps a puzzle's distractor fixed whatever rows surround
+    it. None when the answer is the only candidate.
+    """
+    candidates = sorted(
+        (m for m in puzzle.board.legal_moves if m != puzzle.answer and not _mates(puzzle.board, m)),
+        key=lambda m: m.uci(),
+    )
+    if not candidates:
+        return None
+    digest = hashlib.sha256(f"{seed}:{puzzle.puzzle_id}".encode()).digest()
+    rng = np.random.default_rng(int.from_bytes(digest[:8], "little"))
+    return candidates[int(rng.integers(len(candidates)))]
+
+
+def _mates(board: chess.Board, move: chess.Move) -> bool:
+    board.push(move)
+    try:
+        return board.is_checkmate()
+    finally:
+        board.pop()
+
+
+def board_grid(board: chess.Board) -> str:
+    """The board as 8 rows of characters, rank 8 first, with coordinates (white upper case)."""
+    rows = str(board).splitlines()  # "r n b q k b n r", rank 8 first
+    ranked = [f"{8 - i} {row}" for i, row in enumerate(rows)]
+    return "\n".join([*ranked, "  a b c d e f g h"])
+
+
+def move_text(board: chess.Board, move: chess.Move) -> str:
+    """SAN without the check/mate marker: '#' would hand the answer of a mate-in-one to any
+    bag-of-characters model, and the marker is the engine's verdict, not the reader's."""
+    return board.san(move).rstrip("+#")
+
+
+def format_statement(puzzle: Puzzle, move: chess.Move, with_board: bool) -> str:
+    """The text a model reads: side to move, FEN, the opponent's last move, optional grid, move."""
+    side = "White" if puzzle.board.turn else "Black"
+    other = "Black" if puzzle.board.turn else "White"
+    lines = [
+        f"Chess puzzle. {side} to move.",
+        f"FEN: {puzzle.board.fen()}",
+        f"{other} just played {puzzle.setup_san.rstrip('+#')}.",
+    ]
+    if with_board:
+        lines.append(board_grid(puzzle.board))
+    lines.append(f"Best move for {side}: {move_text(puzzle.board, move)}")
+    return "\n".join(lines)
+
+
+def load_chess(cfg: TaskConfig, seed: int) -> ClassificationData:
+    """Two statements per puzzle (answer: label 1, distractor: label 0), grouped by puzzle.
+
+    ``task.max_examples`` keeps a seeded subset of whole puzzles (max_examples // 2 of them).
+    """
+    require_python_chess()
+    if cfg.path is None:
+        raise WeakliftError(
+            "task `chess` needs task.path",
+            f"set task.path=<the Lichess puzzle CSV, e.g. ../shared/data/chess> (from {DATA_URL})",
+        )
+    reject_file_options(cfg)
+    rows = read_path(cfg.path, COLUMNS)
+    if cfg.max_examples is not None and cfg.max_examples < 2 * len(rows):
+        # Subsample puzzles, not statements, so no puzzle loses one of its two statements.
+        keep = np.random.default_rng(seed).choice(len(rows), cfg.max_examples // 2, replace=False)
+        rows = [rows[i] for i in np.sort(keep)]
+    texts, labels, ratings = [], [], []
+    skipped = 0
+    for i, row in enumerate(rows):
+        try:
+            puzzle = parse_puzzle(row)
+        except ValueError as err:
+            raise WeakliftError(
+                f"task 'chess': row {i} of {cfg.path} is malformed ({err})",
+                f"give it the Lichess puzzle columns {', '.join(COLUMNS)}",
+            ) from err
+        distractor = draw_distractor(puzzle, seed)
+        if distractor is None:
+            skipped += 1
+            continue
+        for move, label in ((puzzle.answer, 1), (distractor, 0)):
+            texts.append(format_statement(puzzle, move, cfg.board))
+            labels.append(label)
+        ratings.append(puzzle.rating)
+    return ClassificationData(
+        name="chess",
+        texts=texts,
+        labels=np.asarray(labels, dtype=np.int64),
+        label_names=["distractor", "solution"],
+        source=str(cfg.path),
+        groups=np.repeat(np.arange(len(ratings)), 2),
+        columns={"rating": np.repeat(np.asarray(ratings, dtype=np.float64), 2)},
+        difficulty="rating",
+        extra={"skipped_single_move": skipped},
+    )
