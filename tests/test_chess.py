@@ -157,7 +157,7 @@ def test_distractors_are_legal_deterministic_never_the_answer_and_never_mate(tmp
         rows = list(csv.DictReader(path.open()))[:300]
     else:
         rows = [dict(zip(HEADER, [*r, g, ""], strict=False)) for r, g, *_ in HAND_CHECKED]
-    changed = 0
+    changed = matched = 0
     for row in rows:
         puzzle = parse_puzzle(row)
         distractor = draw_distractor(puzzle, seed=0)
@@ -166,8 +166,27 @@ def test_distractors_are_legal_deterministic_never_the_answer_and_never_mate(tmp
         board.push(distractor)
         assert not board.is_checkmate()
         assert draw_distractor(parse_puzzle(row), seed=0) == distractor
+        b, answer = puzzle.board, puzzle.answer
+        look_alike = [  # same piece kind, capturing exactly when the answer does, not mating
+            m
+            for m in b.legal_moves
+            if m != answer
+            and b.is_capture(m) == b.is_capture(answer)
+            and b.piece_type_at(m.from_square) == b.piece_type_at(answer.from_square)
+            and not _gives_mate(b, m)
+        ]
+        if look_alike:
+            assert distractor in look_alike
+            matched += 1
         changed += draw_distractor(puzzle, seed=1) != distractor
     assert changed > len(rows) // 2  # the seed picks the distractor
+    assert matched > len(rows) // 2
+
+
+def _gives_mate(board, move) -> bool:
+    after = board.copy()
+    after.push(move)
+    return after.is_checkmate()
 
 
 def test_distractor_of_a_puzzle_does_not_depend_on_its_neighbours(tmp_path):

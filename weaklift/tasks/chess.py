@@ -71,16 +71,27 @@ def parse_puzzle(row: Row) -> Puzzle:
 
 
 def draw_distractor(puzzle: Puzzle, seed: int) -> chess.Move | None:
-    """A legal move other than the answer, drawn by a coin seeded with (seed, puzzle id).
+    """A legal move other than the answer that looks like it, drawn by a coin seeded with
+    (seed, puzzle id).
 
-    Moves that also mate are excluded (Lichess accepts any mate in one), so a distractor is never
-    a second solution. Seeding per puzzle keeps a puzzle's distractor fixed whatever rows surround
-    it. None when the answer is the only candidate.
+    A uniformly random legal move is rarely a capture while a third of solutions are, so the move
+    alone would give the label away (a character n-gram classifier on the move reached 0.70). The
+    distractor therefore moves the same kind of piece and captures exactly when the answer does,
+    falling back to matching the capture only, then to any legal move. Moves that also mate are
+    excluded (Lichess accepts any mate in one), so a distractor is never a second solution.
+    Seeding per puzzle keeps a puzzle's distractor fixed whatever rows surround it. None when the
+    answer is the only candidate.
     """
-    candidates = sorted(
-        (m for m in puzzle.board.legal_moves if m != puzzle.answer and not _mates(puzzle.board, m)),
+    board = puzzle.board
+    legal = sorted(
+        (m for m in board.legal_moves if m != puzzle.answer and not _mates(board, m)),
         key=lambda m: m.uci(),
     )
+    capture = board.is_capture(puzzle.answer)
+    piece = board.piece_type_at(puzzle.answer.from_square)
+    same_capture = [m for m in legal if board.is_capture(m) == capture]
+    same_kind = [m for m in same_capture if board.piece_type_at(m.from_square) == piece]
+    candidates = same_kind or same_capture or legal
     if not candidates:
         return None
     digest = hashlib.sha256(f"{seed}:{puzzle.puzzle_id}".encode()).digest()
