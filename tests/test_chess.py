@@ -388,7 +388,7 @@ def test_easy_to_hard_run_reports_accuracy_by_rating_bucket(chess_workdir, tmp_p
     args = _chess_overrides(w, tmp_path, f"weak.model={w['weak']}", f"strong.model={w['strong']}")
     assert main(["run", *args, "methods=[xent,logconf]"]) == 0
     printed = capsys.readouterr().out
-    assert "Accuracy by rating (quantile buckets of test):" in printed
+    assert "Accuracy by rating (quantile buckets of test; n = examples × seeds):" in printed
     from weaklift.pipeline import run_experiment
 
     results = run_experiment(load_config(None, [*args, "methods=[xent,logconf]"])).data

@@ -79,7 +79,8 @@ def bucket_table(by_bucket: dict[str, Any]) -> str:
     header = f"{by_bucket['column'] + ' bucket':<19} {'n':>5} " + " ".join(
         f"{m:>{width}}" for m in models
     )
-    lines = [f"Accuracy by {by_bucket['column']} (quantile buckets of test):", header]
+    title = f"Accuracy by {by_bucket['column']} (quantile buckets of test; n = examples × seeds):"
+    lines = [title, header]
     lines.append("-" * len(header))
     for row in rows:
         span = f"{row['low']:g}–{row['high']:g}"
