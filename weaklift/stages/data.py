@@ -34,9 +34,8 @@ def splits_stage(ctx: StageContext) -> Artifact:
     }
 
     def compute(out: Path) -> dict:
-        splits = make_splits(
-            ctx.data.labels, ctx.cfg.split, ctx.cfg.seed, ctx.data.groups, ctx.data.columns
-        )
+        columns = getattr(ctx.data, "columns", {})  # generation data has no numeric columns
+        splits = make_splits(ctx.data.labels, ctx.cfg.split, ctx.cfg.seed, ctx.data.groups, columns)
         save_arrays(out, splits.as_dict())
         return {name: len(idx) for name, idx in splits.as_dict().items()}
 
