@@ -54,7 +54,8 @@ class TaskConfig(_Strict):
         "The top-level seed never changes the data.",
     )
     board: bool = Field(
-        False, description="Task `chess`: show the board as an 8x8 grid of characters too."
+        False,
+        description="Tasks `chess` and `chess_move`: show the board as an 8x8 grid of characters too.",
     )
 
 

@@ -1,5 +1,5 @@
 """Task metrics for generation: SLURP's intent accuracy and SLU-F1, GSM8K final-number accuracy,
-exact match. Each metric turns (prediction, reference) into a row of ADDITIVE per-example counts, so
+exact match, chess first-move accuracy with the legal-move rate. Each metric turns (prediction, reference) into a row of ADDITIVE per-example counts, so
 the corpus score of any resample is ``summarize(stats[idx].sum(0))`` and bootstrap CIs are cheap.
 
 SLU-F1 follows the official SLURP scorer (pswietojanski/slurp, scripts/evaluation/metrics): a
@@ -123,12 +123,21 @@ class TaskMetric:
     name: str
     primary: str  # the summary key PGR is computed on
     columns: tuple[str, ...]
-    example_stats: Callable[[str, str], list[float]]
+    example_stats: Callable[..., list[float]]  # (prediction, reference[, context])
     summarize_sums: Callable[[np.ndarray], dict[str, float]]
+    contextual: bool = False  # example_stats also takes the example's context (GenerationData)
 
-    def stats(self, predictions: list[str], references: list[str]) -> np.ndarray:
-        """(N, S) counts, one row per example."""
-        rows = [self.example_stats(p, r) for p, r in zip(predictions, references, strict=True)]
+    def stats(
+        self, predictions: list[str], references: list[str], contexts: list[str] | None = None
+    ) -> np.ndarray:
+        """(N, S) counts, one row per example; ``contexts`` is required by contextual metrics."""
+        if self.contextual:
+            if contexts is None:
+                raise ValueError(f"metric {self.name!r} needs the examples' contexts")
+            triples = zip(predictions, references, contexts, strict=True)
+            rows = [self.example_stats(p, r, c) for p, r, c in triples]
+        else:
+            rows = [self.example_stats(p, r) for p, r in zip(predictions, references, strict=True)]
         return np.asarray(rows, dtype=np.float64).reshape(len(rows), len(self.columns))
 
     def summarize(self, stats: np.ndarray) -> dict[str, float]:
@@ -184,6 +193,31 @@ def _exact_stats(predicted: str, reference: str) -> list[float]:
     return [float(" ".join(predicted.split()) == " ".join(reference.split())), 1.0]
 
 
+def first_move(text: str, fen: str) -> str | None:
+    """The generated text's first token read as SAN on the position ``fen``, as ``move_text``
+    writes it (no +/#); None when it is not a legal move there."""
+    import chess  # python-chess: an optional extra, only needed by the chess metric
+
+    token = text.split()[0] if text.split() else ""
+    board = chess.Board(fen)
+    try:
+        move = board.parse_san(token)
+    except ValueError:  # illegal, ambiguous or unparseable SAN
+        return None
+    return board.san(move).rstrip("+#")
+
+
+def _chess_move_stats(predicted: str, reference: str, fen: str) -> list[float]:
+    move = first_move(predicted, fen)
+    return [float(move is not None and move == reference.strip()), float(move is not None), 1.0]
+
+
+def _chess_move_summary(s: np.ndarray) -> dict[str, float]:
+    if not s[2]:
+        return {"move_accuracy": float("nan"), "legal_rate": float("nan")}
+    return {"move_accuracy": float(s[0] / s[2]), "legal_rate": float(s[1] / s[2])}
+
+
 def _accuracy_summary(key: str) -> Callable[[np.ndarray], dict[str, float]]:
     return lambda s: {key: float(s[0] / s[1]) if s[1] else float("nan")}
 
@@ -214,6 +248,14 @@ METRICS: dict[str, TaskMetric] = {
         ("correct", "examples"),
         _number_stats,
         _accuracy_summary("accuracy"),
+    ),
+    "chess_move": TaskMetric(
+        "chess_move",
+        "move_accuracy",
+        ("correct", "legal", "examples"),
+        _chess_move_stats,
+        _chess_move_summary,
+        contextual=True,
     ),
     "exact_match": TaskMetric(
         "exact_match",

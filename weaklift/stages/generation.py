@@ -371,9 +371,11 @@ def gen_evaluation_stage(
     def compute(out: Path) -> dict:
         metric = ctx.data.task_metric
         references = [ctx.data.targets[i] for i in ctx.splits["test"]]
+        all_contexts = ctx.data.contexts
+        contexts = None if all_contexts is None else [all_contexts[i] for i in ctx.splits["test"]]
         idx = bootstrap_indices(len(references), ctx.cfg.bootstrap_samples, ctx.cfg.seed)
         stats = {
-            name: metric.stats(predictions_of(art), references)
+            name: metric.stats(predictions_of(art), references, contexts)
             for name, art in [
                 *((f"weak/{k}", a) for k, a in members.items()),
                 ("ceiling", ceiling),

@@ -11,7 +11,7 @@ from weaklift.errors import WeakliftError
 from weaklift.tasks import builtin
 from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.tasks.builtin import TaskSpec
-from weaklift.tasks.chess import load_chess
+from weaklift.tasks.chess import load_chess, load_chess_move
 from weaklift.tasks.facts import load_facts
 from weaklift.tasks.generation import GenerationData, load_file_generation, load_gsm8k, load_slurp
 from weaklift.tasks.pairs import PairsData, load_hh_dpo, load_pairs_file
@@ -103,6 +103,13 @@ TASKS: dict[str, TaskSpec] = {
         "pip install 'weaklift[chess]')",
         load_chess,
     ),
+    "chess_move": TaskSpec(
+        "chess_move",
+        "Lichess puzzle position -> the solution's first move in SAN; first-move accuracy and "
+        "legal-move rate (needs task.path; pip install 'weaklift[chess]')",
+        load_chess_move,
+        kind="generation",
+    ),
     "file": TaskSpec(
         "file",
         "any local JSONL/CSV/Parquet: needs task.path, task.template, task.label_column "
@@ -140,7 +147,7 @@ def load_task(cfg: TaskConfig) -> ClassificationData | PairsData:
         raise WeakliftError(
             f"unknown task {cfg.name!r} (task.name)", f"choose one of: {', '.join(TASKS)}"
         )
-    if cfg.board and cfg.name != "chess":
+    if cfg.board and cfg.name not in ("chess", "chess_move"):
         raise WeakliftError(
             f"task.board is only used by task `chess`, not {cfg.name!r}", "remove task.board"
         )

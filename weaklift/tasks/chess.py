@@ -20,6 +20,7 @@ from weaklift.config import TaskConfig
 from weaklift.errors import WeakliftError
 from weaklift.tasks.base import ClassificationData
 from weaklift.tasks.builtin import reject_file_options
+from weaklift.tasks.generation import GenerationData
 from weaklift.tasks.loaders import Row, read_path
 
 if TYPE_CHECKING:
@@ -120,9 +121,13 @@ def move_text(board: chess.Board, move: chess.Move) -> str:
     return board.san(move).rstrip("+#")
 
 
-def format_statement(puzzle: Puzzle, move: chess.Move, with_board: bool) -> str:
-    """The text a model reads: side to move, FEN, the opponent's last move, optional grid, move."""
-    side = "White" if puzzle.board.turn else "Black"
+def side_to_move(puzzle: Puzzle) -> str:
+    return "White" if puzzle.board.turn else "Black"
+
+
+def format_position(puzzle: Puzzle, with_board: bool) -> str:
+    """The position part both forms share: side to move, FEN, the opponent's last move, grid."""
+    side = side_to_move(puzzle)
     other = "Black" if puzzle.board.turn else "White"
     lines = [
         f"Chess puzzle. {side} to move.",
@@ -131,8 +136,60 @@ def format_statement(puzzle: Puzzle, move: chess.Move, with_board: bool) -> str:
     ]
     if with_board:
         lines.append(board_grid(puzzle.board))
-    lines.append(f"Best move for {side}: {move_text(puzzle.board, move)}")
     return "\n".join(lines)
+
+
+def format_statement(puzzle: Puzzle, move: chess.Move, with_board: bool) -> str:
+    """The text a classifier reads: the position, then a candidate move."""
+    position = format_position(puzzle, with_board)
+    return f"{position}\nBest move for {side_to_move(puzzle)}: {move_text(puzzle.board, move)}"
+
+
+def format_move_prompt(puzzle: Puzzle, with_board: bool) -> str:
+    """The generation form's prompt: the same position text, asking for the move in SAN."""
+    position = format_position(puzzle, with_board)
+    return f"{position}\nBest move for {side_to_move(puzzle)} (SAN):"
+
+
+def _read_rows(cfg: TaskConfig, task: str) -> list[Row]:
+    require_python_chess()
+    if cfg.path is None:
+        raise WeakliftError(
+            f"task `{task}` needs task.path",
+            f"set task.path=<the Lichess puzzle CSV, e.g. ../shared/data/chess> (from {DATA_URL})",
+        )
+    reject_file_options(cfg)
+    return read_path(cfg.path, COLUMNS)
+
+
+def _parse_rows(rows: list[Row], source: str, task: str) -> list[Puzzle]:
+    puzzles = []
+    for i, row in enumerate(rows):
+        try:
+            puzzles.append(parse_puzzle(row))
+        except ValueError as err:
+            raise WeakliftError(
+                f"task {task!r}: row {i} of {source} is malformed ({err})",
+                f"give it the Lichess puzzle columns {', '.join(COLUMNS)}",
+            ) from err
+    return puzzles
+
+
+def load_chess_move(cfg: TaskConfig, seed: int) -> GenerationData:
+    """Generation form: the puzzle position → the solution's first move in SAN (no +/#).
+
+    ``contexts`` holds each puzzle position's FEN, so the metric can check a generated move's
+    legality on it.
+    """
+    puzzles = _parse_rows(_read_rows(cfg, "chess_move"), str(cfg.path), "chess_move")
+    return GenerationData(
+        "chess_move",
+        [format_move_prompt(p, cfg.board) for p in puzzles],
+        [move_text(p.board, p.answer) for p in puzzles],
+        "chess_move",
+        source=str(cfg.path),
+        contexts=[p.board.fen() for p in puzzles],
+    )
 
 
 def load_chess(cfg: TaskConfig, seed: int) -> ClassificationData:
@@ -140,28 +197,14 @@ def load_chess(cfg: TaskConfig, seed: int) -> ClassificationData:
 
     ``task.max_examples`` keeps a seeded subset of whole puzzles (max_examples // 2 of them).
     """
-    require_python_chess()
-    if cfg.path is None:
-        raise WeakliftError(
-            "task `chess` needs task.path",
-            f"set task.path=<the Lichess puzzle CSV, e.g. ../shared/data/chess> (from {DATA_URL})",
-        )
-    reject_file_options(cfg)
-    rows = read_path(cfg.path, COLUMNS)
+    rows = _read_rows(cfg, "chess")
     if cfg.max_examples is not None and cfg.max_examples < 2 * len(rows):
         # Subsample puzzles, not statements, so no puzzle loses one of its two statements.
         keep = np.random.default_rng(seed).choice(len(rows), cfg.max_examples // 2, replace=False)
         rows = [rows[i] for i in np.sort(keep)]
     texts, labels, ratings = [], [], []
     skipped = 0
-    for i, row in enumerate(rows):
-        try:
-            puzzle = parse_puzzle(row)
-        except ValueError as err:
-            raise WeakliftError(
-                f"task 'chess': row {i} of {cfg.path} is malformed ({err})",
-                f"give it the Lichess puzzle columns {', '.join(COLUMNS)}",
-            ) from err
+    for puzzle in _parse_rows(rows, str(cfg.path), "chess"):
         distractor = draw_distractor(puzzle, seed)
         if distractor is None:
             skipped += 1

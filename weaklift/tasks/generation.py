@@ -4,6 +4,8 @@
   SLU-F1 (primary) and intent accuracy, as the official scorer computes them.
 - ``gsm8k``: a grade-school maths question → its worked solution ending ``#### <answer>``;
   metric final-number accuracy.
+- ``chess_move`` (in ``tasks/chess.py``): a puzzle position → the solution's first move in SAN;
+  metric exact first-move accuracy, with the legal-move rate beside it.
 - ``file`` with ``task.kind=generation``: ``task.template`` builds the prompt, ``task.target_column``
   holds the target; metric exact match (whitespace-normalised).
 """
@@ -39,11 +41,16 @@ class GenerationData:
     extra: dict = field(default_factory=dict)
     groups: np.ndarray | None = None  # every example is its own group
     builder: str = ""  # "<task>/<version>", set by load_task
+    contexts: list[str] | None = None  # per example, what a contextual metric also reads (a FEN)
 
     def __post_init__(self) -> None:
         if not self.texts:
             raise WeakliftError(
                 f"task {self.name!r} loaded no examples", "check task.path and its columns"
+            )
+        if self.contexts is not None and len(self.contexts) != len(self.texts):
+            raise WeakliftError(
+                f"task {self.name!r}: {len(self.texts)} prompts but {len(self.contexts)} contexts"
             )
         if len(self.texts) != len(self.targets):
             raise WeakliftError(
@@ -72,6 +79,8 @@ class GenerationData:
 
     def fingerprint(self) -> str:
         content = {"prompts": self.texts, "targets": self.targets, "metric": self.metric}
+        if self.contexts is not None:  # only when present, so other tasks' keys stay as they were
+            content["contexts"] = self.contexts
         return stable_hash({**content, "builder": self.builder})
 
     def subset(self, keep: np.ndarray) -> GenerationData:
@@ -83,6 +92,7 @@ class GenerationData:
             source=self.source,
             extra={**self.extra, "subsampled_from": len(self.texts)},
             builder=self.builder,
+            contexts=None if self.contexts is None else [self.contexts[i] for i in keep],
         )
 
 
