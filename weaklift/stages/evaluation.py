@@ -7,11 +7,17 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from weaklift.metrics import agreement, classification_summary, pgr, pgr_bootstrap_ci
+from weaklift.metrics import (
+    agreement,
+    agreement_by_supervisor,
+    classification_summary,
+    pgr,
+    pgr_bootstrap_ci,
+)
 from weaklift.stages.context import StageContext
 from weaklift.store import Artifact, save_json, stable_hash
 
-EVAL_VERSION = 2
+EVAL_VERSION = 3  # 3: reliability bins, agreement split by supervisor correctness
 
 
 # --- evaluation -----------------------------------------------------------------------------------
@@ -182,6 +188,7 @@ def _student_metrics(
             )
         )
     result["agreement"] = agreement(probs, weak_probs)
+    result.update(agreement_by_supervisor(probs, weak_probs, labels))
     uncertainty = predictions.get("test_uncertainty")
     if uncertainty is None:  # normalised entropy for softmax students
         uncertainty = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(probs.shape[1])
