@@ -186,8 +186,9 @@ def _fig_heatmap(t: Tables) -> Figure | None:
     if students.empty:
         return None
     weak, strong = t.weak_models, t.strong_models
+    panel_width = max(4.0, 1.4 * len(strong) + 2)
     fig, axes = plt.subplots(
-        1, len(t.methods), figsize=(1.2 * len(strong) * len(t.methods) + 3, 1.0 * len(weak) + 2),
+        1, len(t.methods), figsize=(panel_width * len(t.methods) + 1.5, max(3.2, 0.8 * len(weak) + 2.2)),
         squeeze=False,
     )  # fmt: skip
     for ax, method in zip(axes[0], t.methods, strict=True):

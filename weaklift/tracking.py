@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import re
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,10 @@ def log_runs(
         ) from None
     first_dir = Path(runs[0][0])
     uri = tracking.uri or (first_dir.parent.parent.resolve() / "mlruns").as_uri()
+    if uri.startswith("file:"):
+        # MLflow 3 refuses its (deprecated) file store unless asked; it is the offline default here.
+        # A database store (tracking.uri=sqlite:///...) needs the full `mlflow` package.
+        os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
     mlflow.set_tracking_uri(uri)
     mlflow.set_experiment(tracking.experiment or default_experiment)
     if sweep_name is None:
