@@ -50,7 +50,7 @@ class SweepPoint:
 
     @property
     def name(self) -> str:
-        return " ".join(f"{k}={_short(v)}" for k, v in self.values.items()) or "base"
+        return describe(self.values)
 
 
 @dataclass(frozen=True)
@@ -60,7 +60,7 @@ class SkippedPoint:
 
     @property
     def name(self) -> str:
-        return " ".join(f"{k}={_short(v)}" for k, v in self.values.items())
+        return describe(self.values)
 
 
 @dataclass
@@ -82,7 +82,7 @@ class Sweep:
         for combo in itertools.product(*axes):
             values = {k: v for part in combo for k, v in part.items()}
             raw = _merge(self.base, _nested(values))
-            where = " ".join(f"{k}={_short(v)}" for k, v in values.items()) or "base"
+            where = describe(values)
             try:
                 cfg = config_from_mapping(raw)
             except WeakliftError as err:
@@ -372,6 +372,11 @@ def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def describe(values: dict[str, Any]) -> str:
+    """``weak.model=tfidf strong.model=minilm-l6 seed=0``: how a point is named everywhere."""
+    return " ".join(f"{k}={_short(v)}" for k, v in values.items()) or "base"
 
 
 def _short(value: Any) -> str:
