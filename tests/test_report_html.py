@@ -194,3 +194,22 @@ def test_mlflow_groups_a_sweeps_runs_under_one_parent(swept, tmp_path):
         logged_metrics = {k: v for k, v in child.data.metrics.items() if not k.startswith("curve/")}
         assert logged_metrics.keys() == expected.keys()
         assert all(logged_metrics[k] == pytest.approx(v, nan_ok=True) for k, v in expected.items())
+
+
+def test_ensemble_and_ladder_runs_get_their_panel(tiny, tmp_path):  # noqa: F811
+    from weaklift.config import config_from_mapping
+    from weaklift.runner import run_recorded
+
+    base = _base(tiny, tmp_path)
+    ensemble = {**base, "weak": ["tfidf", tiny["small"]], "strong": tiny["large"]}
+    ladder = {**base, "ladder": [tiny["small"], tiny["large"], tiny["small"]], "methods": ["xent"]}
+    run_dirs = [
+        str(run_recorded(config_from_mapping(raw))[0].run_dir) for raw in (ensemble, ladder)
+    ]
+    runs = load_runs(tmp_path, run_dirs=run_dirs)
+    rows = results_table(runs)
+    assert sorted(rows[rows.role == "weak_member"].method) == sorted(["tfidf", tiny["small"]])
+    figures = _figures(write_report(runs, tmp_path / "r.html").read_text())
+    assert "ensemble_ladder" in figures
+    only_plain = load_runs(tmp_path, run_dirs=run_dirs[:1])
+    assert "ensemble_ladder" in _figures(write_report(only_plain, tmp_path / "e.html").read_text())
