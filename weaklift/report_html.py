@@ -453,7 +453,8 @@ def _page(title: str, t: Tables, figures: list[Figure]) -> str:
 
 
 def _table(rows: pd.DataFrame) -> str:
-    varying = [c for c in rows.columns if "." in c]  # config fields that differ between runs
+    shown_anyway = {"weak.model", "strong.model"}  # already the `weak` and `strong` columns
+    varying = [c for c in rows.columns if "." in c and c not in shown_anyway]
     columns = [c for c in (*varying, *TABLE_COLUMNS) if c in rows.columns]
     columns = list(dict.fromkeys(columns))
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
