@@ -240,12 +240,8 @@ def test_a_sweep_killed_mid_point_resumes_with_only_the_missing_stages(tiny, tmp
     pd.testing.assert_frame_equal(_numbers(killed_dir), _numbers(clean_dir))
 
 
-@pytest.mark.xfail(
-    reason="needs the store's per-key locks (issue #7, branch layers); without them two workers "
-    "may both compute a shared stage",
-    strict=False,
-)
 def test_two_workers_on_one_store_compute_each_stage_once(tiny, tmp_path):
+    """The store's per-key locks keep two worker processes from computing a shared stage twice."""
     base = {**_base(tiny, tmp_path), "weak": {"model": "tfidf"}}
     sweep = Sweep("t", base, grid={"strong.model": [tiny["small"], tiny["large"]]})
     points, _ = sweep.expand()  # both share splits, the TF-IDF weak model and its labels
