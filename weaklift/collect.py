@@ -84,6 +84,7 @@ def results_table(runs: list[Run]) -> pd.DataFrame:
             "weak_params": max(_size(parameter_count, m["model"]) for m in _members(cfg)),
             "strong_params": _size(parameter_count, cfg["strong"]["model"]),
             "seed": cfg["seed"],
+            "seeds": len(res.get("seeds", [cfg["seed"]])),
             "num_test": res["num_test"],
         }
         seconds = _training_seconds(run)
@@ -142,32 +143,36 @@ def curves_table(runs: list[Run]) -> pd.DataFrame:
 
 
 def calibration_table(runs: list[Run]) -> pd.DataFrame:
-    """Reliability bins (count, mean confidence, accuracy) of the weak model, ceiling and students."""
+    """Reliability bins (count, mean confidence, accuracy) of the weak model, ceiling and students,
+    per seed (a run with several seeds keeps each seed's bins under ``per_seed``)."""
     rows = []
     for run in runs:
         res = run.results
-        models = [("weak", "", res["weak"]), ("ceiling", "", res["ceiling"])]
-        models += [("student", label, s) for label, s in res["students"].items()]
-        for role, method, metrics in models:
-            bins = metrics.get("reliability")
-            if not bins:
-                continue
-            for i, (count, conf, acc) in enumerate(
-                zip(bins["count"], bins["confidence"], bins["accuracy"], strict=True)
-            ):
-                rows.append(
-                    {
-                        "run": run.name,
-                        "strong": res["models"]["strong"],
-                        "role": role,
-                        "method": method,
-                        "bin": i,
-                        "count": count,
-                        "confidence": math.nan if conf is None else conf,
-                        "accuracy": math.nan if acc is None else acc,
-                    }
-                )
-    columns = ["run", "strong", "role", "method", "bin", "count", "confidence", "accuracy"]
+        per_seed = res.get("per_seed") or {str(res["config"]["seed"]): res}
+        for seed, block in per_seed.items():
+            models = [("weak", "", block["weak"]), ("ceiling", "", block["ceiling"])]
+            models += [("student", label, s) for label, s in block["students"].items()]
+            for role, method, metrics in models:
+                bins = metrics.get("reliability")
+                if not bins:
+                    continue
+                for i, (count, conf, acc) in enumerate(
+                    zip(bins["count"], bins["confidence"], bins["accuracy"], strict=True)
+                ):
+                    rows.append(
+                        {
+                            "run": run.name,
+                            "seed": int(seed),
+                            "strong": res["models"]["strong"],
+                            "role": role,
+                            "method": method,
+                            "bin": i,
+                            "count": count,
+                            "confidence": math.nan if conf is None else conf,
+                            "accuracy": math.nan if acc is None else acc,
+                        }
+                    )
+    columns = ["run", "seed", "strong", "role", "method", "bin", "count", "confidence", "accuracy"]
     return pd.DataFrame(rows, columns=columns)
 
 
@@ -197,7 +202,18 @@ def write_collected(runs: list[Run], out_dir: str | Path) -> dict[str, Path]:
 
 
 def _metrics(block: dict[str, Any]) -> dict[str, Any]:
-    return {name: block.get(name, math.nan) for name in METRICS}
+    """The row's metrics; with several seeds these are seed means, and ``pgr_per_seed`` (JSON)
+    keeps each seed's PGR for the spread."""
+    per_seed = block.get("pgr_per_seed", [block["pgr"]] if "pgr" in block else [])
+    return {
+        **{name: block.get(name, math.nan) for name in METRICS},
+        "accuracy_sd": block.get("accuracy_sd", math.nan),
+        "pgr_per_seed": json.dumps([_finite(v) for v in per_seed]),
+    }
+
+
+def _finite(value: Any) -> float | None:
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
 
 
 def _members(cfg: dict[str, Any]) -> list[dict[str, Any]]:

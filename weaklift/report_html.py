@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -58,7 +59,8 @@ class Tables:
 
     @property
     def seeds(self) -> int:
-        return int(self.rows.seed.nunique())
+        """Seeds per weak/strong pair: seed points of the grid, or seeds inside each run."""
+        return int(self.rows.seed.nunique() * self.rows.seeds.max())
 
 
 def write_report(runs: list[Run], path: str | Path, title: str = "weaklift report") -> Path:
@@ -95,6 +97,7 @@ def _fig_pgr(t: Tables) -> Figure | None:
     students = t.students.dropna(subset=["pgr"])
     if students.empty:
         return None
+    per_seed = students.pgr_per_seed.map(json.loads)
     pairs = (
         students.sort_values(["strong_params", "weak_params"])[["weak", "strong"]]
         .drop_duplicates()
@@ -105,9 +108,10 @@ def _fig_pgr(t: Tables) -> Figure | None:
     width = 0.8 / max(1, len(t.methods))
     for m, method in enumerate(t.methods):
         for i, (weak, strong) in enumerate(pairs):
-            values = students[
+            mine = (
                 (students.method == method) & (students.weak == weak) & (students.strong == strong)
-            ].pgr.to_numpy(dtype=float)
+            )
+            values = np.array([v for seeds in per_seed[mine] for v in seeds if v is not None])
             if not len(values):
                 continue
             x = i - 0.4 + width * (m + 0.5)

@@ -35,6 +35,7 @@ def results_metrics(results: dict[str, Any]) -> dict[str, float]:
         ("weak",): results["weak"],
         ("ceiling",): results["ceiling"],
         **{("student", label): block for label, block in results["students"].items()},
+        **{("control", label): block for label, block in results.get("controls", {}).items()},
     }
     if len(results.get("weak_members", {})) > 1:
         blocks.update({("weak_member", k): v for k, v in results["weak_members"].items()})
