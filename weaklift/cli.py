@@ -1,4 +1,4 @@
-"""The ``weaklift`` command: run, validate, layers, tasks, models.
+"""The ``weaklift`` command: run, validate, layers, sweep, collect, report, tasks, models.
 
 Bad input exits with code 2 and one line naming the problem and the fix.
 """
@@ -37,6 +37,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     layers.add_argument("args", nargs="*", help="optional CONFIG.yaml, then key=value overrides")
     layers.add_argument("--json", action="store_true", help="print the scores as JSON")
+    sweep = sub.add_parser(
+        "sweep", help="run a grid of experiments over one store (a base config plus grid:/zip:)"
+    )
+    sweep.add_argument("sweep_file", help="SWEEP.yaml: config keys plus grid, zip, only_weaker")
+    sweep.add_argument("overrides", nargs="*", help="key=value overrides of the base config")
+    sweep.add_argument(
+        "--dry-run", action="store_true", help="list the points and which stages already exist"
+    )
+    sweep.add_argument("--workers", type=int, default=1, help="points run in parallel (local)")
+    sweep.add_argument(
+        "--threads", type=int, default=None, help="torch threads per point (default: CPUs/workers)"
+    )
+    sweep.add_argument("--executor", choices=["local", "ray"], default="local")
+    sweep.add_argument("--address", default=None, help="Ray cluster address (default: start one)")
+    collect = sub.add_parser("collect", help="write every run under DIR as Parquet and CSV rows")
+    collect.add_argument("dir", help="an output_dir (its runs/*/results.json are collected)")
+    collect.add_argument("-o", "--out", default=None, help="folder for the tables (default: DIR)")
+    report = sub.add_parser("report", help="one self-contained HTML report of every run under DIR")
+    report.add_argument("dir", help="an output_dir (its runs/*/results.json are read)")
+    report.add_argument("-o", "--out", default=None, help="HTML file (default: DIR/report.html)")
     sub.add_parser("tasks", help="list built-in tasks")
     sub.add_parser("models", help="list the offline model zoo")
     return parser
@@ -50,19 +70,121 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 def _run(args: argparse.Namespace) -> int:
     from weaklift.config import load_config
-    from weaklift.pipeline import run_experiment
     from weaklift.report import pairs_table, results_table
+    from weaklift.runner import run_recorded
 
     path, overrides = _split_config_args(args.args)
     cfg = load_config(path, overrides)
-    results = run_experiment(cfg)
+    results, _ = run_recorded(cfg)
+    # The HTML report covers classification and reward-model runs; generation and pairs runs
+    # print their own tables.
+    classification = results.data.get("kind") not in ("generation", "pairs")
+    report = write_run_report(results.run_dir) if classification else None
+    if classification:
+        track_runs(cfg.tracking, [(results.run_dir, {})], default_experiment="weaklift")
     if args.json:
         print(json.dumps(results.data, indent=2))
     else:
         table = pairs_table if results.data.get("kind") == "pairs" else results_table
         print(table(results.data))
         print(f"\nresults: {results.run_dir / 'results.json'}")
+        if report is not None:
+            print(f"report:  {report}")
     return 0
+
+
+def write_run_report(run_dir) -> object:
+    """report.html in a single run's folder."""
+    from weaklift.collect import load_runs
+    from weaklift.report_html import write_report
+
+    runs = load_runs(run_dir.parent.parent, run_dirs=[str(run_dir)])
+    return write_report(runs, run_dir / "report.html", title=f"weaklift run {run_dir.name}")
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    import time
+
+    from weaklift.sweep import existing_stages, load_sweep, run_sweep, write_sweep_record
+
+    sweep = load_sweep(args.sweep_file, args.overrides)
+    points, skipped = sweep.expand()
+    print(f"sweep {sweep.name}: {len(points)} point(s), {len(skipped)} skipped")
+    for skip in skipped:
+        print(f"  skip  {skip.name}: {skip.reason}")
+    if args.dry_run:
+        for point in points:
+            found, missing = existing_stages(point)
+            state = "done" if missing is None else f"next: {missing}"
+            print(f"  {point.index + 1:>3}  {point.name}: {len(found)} stage(s) exist; {state}")
+        return 0
+    start = time.perf_counter()
+    outcomes = run_sweep(points, args.executor, args.workers, args.threads, args.address)
+    seconds = time.perf_counter() - start
+    record = write_sweep_record(sweep, outcomes, skipped, seconds)
+    failed = [(p, o) for p, o in outcomes if o.error]
+    executions: dict[str, int] = {}
+    for _, outcome in outcomes:
+        for stage, count in outcome.executions.items():
+            executions[stage] = executions.get(stage, 0) + count
+    done = [(p, o) for p, o in outcomes if not o.error]
+    if done:
+        from weaklift.collect import load_runs
+        from weaklift.report_html import write_report
+
+        output_dir = points[0].config.output_dir
+        runs = load_runs(output_dir, run_dirs=[o.run_dir for _, o in done])
+        report = write_report(
+            runs, f"{output_dir}/report.html", title=f"weaklift sweep {sweep.name}"
+        )
+        track_runs(
+            points[0].config.tracking,
+            [(o.run_dir, p.values) for p, o in done],
+            default_experiment=sweep.name,
+            sweep_name=sweep.name,
+            report=report,
+        )
+        print(f"report: {report}")
+    total = sum(executions.values())
+    detail = ", ".join(f"{k} {v}" for k, v in sorted(executions.items())) or "none"
+    print(
+        f"sweep {sweep.name}: {len(done)}/{len(points)} point(s) done in {seconds:.1f} s; "
+        f"{total} stage execution(s): {detail}\nrecord: {record}"
+    )
+    for point, outcome in failed:
+        print(f"  FAILED {point.name}: {outcome.error}", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _collect(args: argparse.Namespace) -> int:
+    from weaklift.collect import load_runs, write_collected
+
+    runs = load_runs(args.dir)
+    written = write_collected(runs, args.out or args.dir)
+    for name, path in written.items():
+        print(f"{name:<22} {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from weaklift.collect import load_runs
+    from weaklift.report_html import write_report
+
+    runs = load_runs(args.dir)
+    out = args.out or str(Path(args.dir) / "report.html")
+    print(write_report(runs, out, title=f"weaklift report: {Path(args.dir).name}"))
+    return 0
+
+
+def track_runs(tracking, runs, default_experiment, sweep_name=None, report=None) -> None:
+    """Log finished runs to the configured tracker (none by default)."""
+    if tracking.backend == "none":
+        return
+    from weaklift.tracking import log_runs
+
+    log_runs(tracking, runs, default_experiment, sweep_name=sweep_name, report=report)
 
 
 def _validate(args: argparse.Namespace) -> int:
@@ -126,6 +248,9 @@ COMMANDS = {
     "run": _run,
     "validate": _validate,
     "layers": _layers,
+    "sweep": _sweep,
+    "collect": _collect,
+    "report": _report,
     "tasks": _tasks,
     "models": _models,
 }

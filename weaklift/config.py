@@ -293,6 +293,20 @@ class GenerationConfig(_Strict):
         return self
 
 
+class TrackingConfig(_Strict):
+    """Where runs are also logged: params, metrics, per-step curves and the HTML report."""
+
+    backend: Literal["none", "mlflow"] = Field(
+        "none", description="none, or mlflow (pip install weaklift[mlflow])."
+    )
+    uri: str | None = Field(
+        None, description="Tracking URI; default: a local file store <output_dir>/mlruns."
+    )
+    experiment: str | None = Field(
+        None, description="Experiment name; default: the sweep's name, or `weaklift` for runs."
+    )
+
+
 class MethodSpec(_Strict):
     """One weak-to-strong method and its own options (validated by the method's config class)."""
 
@@ -464,6 +478,14 @@ class ExperimentConfig(_Strict):
         description="Preference optimisation (DPO/cDPO/IPO) of the strong causal LM; "
         "required settings for pair tasks default to preference.losses=[dpo].",
     )
+    tracking: TrackingConfig = Field(
+        default_factory=TrackingConfig, description="Experiment tracker (`tracking: mlflow`)."
+    )
+
+    @field_validator("tracking", mode="before")
+    @classmethod
+    def _tracking_from_name(cls, value: Any) -> Any:
+        return {"backend": value} if isinstance(value, str) else value
 
     @field_validator("output_dir")
     @classmethod
@@ -774,7 +796,12 @@ def load_config(
             raise WeakliftError(
                 f"config file {path} must hold a mapping of keys", "see configs/default.yaml"
             )
-    raw = _deep_merge(raw, parse_overrides(overrides or []))
+    return config_from_mapping(_deep_merge(raw, parse_overrides(overrides or [])))
+
+
+def config_from_mapping(raw: dict[str, Any]) -> ExperimentConfig:
+    """Validate a raw mapping (a YAML file's content, merged overrides, a sweep point)."""
+    raw = dict(raw)
     # `weak=smollm2-135m` is shorthand for `weak.model=smollm2-135m`; lists may hold bare names too.
     for side in ("weak", "strong"):
         if isinstance(raw.get(side), str):

@@ -6,6 +6,8 @@ strong ceiling that the weakly supervised student recovers (Burns et al. 2023, e
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from sklearn.metrics import roc_auc_score
 
@@ -129,11 +131,40 @@ def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int 
     return float(ece)
 
 
-def classification_summary(probs: np.ndarray, labels: np.ndarray) -> dict[str, float]:
+def reliability_bins(probs: np.ndarray, labels: np.ndarray, bins: int = 10) -> dict[str, list]:
+    """A reliability diagram: per equal-width bin of top-class confidence, the number of examples,
+    their mean confidence and their accuracy (None for an empty bin). The same bins as the ECE."""
+    confidence = probs.max(axis=1)
+    correct = np.argmax(probs, axis=1) == labels
+    which = np.clip(np.digitize(confidence, np.linspace(0, 1, bins + 1)[1:-1]), 0, bins - 1)
+    result: dict[str, list] = {"count": [], "confidence": [], "accuracy": []}
+    for b in range(bins):
+        mask = which == b
+        result["count"].append(int(mask.sum()))
+        result["confidence"].append(float(confidence[mask].mean()) if mask.any() else None)
+        result["accuracy"].append(float(correct[mask].mean()) if mask.any() else None)
+    return result
+
+
+def agreement_by_supervisor(
+    student_probs: np.ndarray, supervisor_probs: np.ndarray, labels: np.ndarray
+) -> dict[str, float]:
+    """Student–supervisor agreement on the examples the supervisor gets right, and on those it gets
+    wrong (Burns et al. 2023, fig. 8): imitation shows as high agreement on the supervisor's errors."""
+    agree = np.argmax(student_probs, axis=1) == np.argmax(supervisor_probs, axis=1)
+    right = np.argmax(supervisor_probs, axis=1) == labels
+    return {
+        "agreement_weak_right": float(agree[right].mean()) if right.any() else float("nan"),
+        "agreement_weak_wrong": float(agree[~right].mean()) if (~right).any() else float("nan"),
+    }
+
+
+def classification_summary(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
     return {
         "accuracy": accuracy(probs, labels),
         "auroc": auroc(probs, labels),
         "ece": expected_calibration_error(probs, labels),
+        "reliability": reliability_bins(probs, labels),
     }
 
 

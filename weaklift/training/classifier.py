@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from weaklift.methods.base import Method
+from weaklift.methods.logconf import confidence_weight
 from weaklift.training.batches import Batcher
 
 
@@ -35,11 +36,16 @@ class LoopConfig:
 
 @dataclass
 class TrainHistory:
-    """Per-epoch mean training loss and validation accuracy (against whatever labels val carries)."""
+    """Per-epoch mean training loss and validation accuracy (against whatever labels val carries),
+    and per optimizer step: the loss, the accuracy against the step's targets (argmax agreement)
+    and the confidence weight c(t) of methods that mix in hardened student labels (else None)."""
 
     train_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
     best_epoch: int = -1
+    step_loss: list[float] = field(default_factory=list)
+    step_target_accuracy: list[float] = field(default_factory=list)
+    step_confidence_weight: list[float | None] = field(default_factory=list)
 
 
 def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
@@ -77,7 +83,7 @@ def train_classifier(
         losses = []
         for batch_rows in _chunks(order, cfg.batch_size):
             progress = step / total_steps
-            loss = _optimizer_step(
+            loss, target_accuracy = _optimizer_step(
                 model,
                 optimizer,
                 accelerator,
@@ -90,6 +96,9 @@ def train_classifier(
                 device,
             )
             losses.append(loss)
+            history.step_loss.append(round(loss, 6))
+            history.step_target_accuracy.append(round(target_accuracy, 6))
+            history.step_confidence_weight.append(confidence_weight_at(method, progress))
             step += 1
             bar.update(1)
         history.train_loss.append(float(np.mean(losses)))
@@ -120,10 +129,15 @@ def _optimizer_step(
     method: Method,
     progress: float,
     device: torch.device,
-) -> float:
-    """One optimizer step over ``batch_rows``, accumulating gradients over micro-batches."""
+) -> tuple[float, float]:
+    """One optimizer step over ``batch_rows``, accumulating gradients over micro-batches.
+
+    Returns the batch loss and the fraction of rows whose argmax matches the targets' argmax.
+    """
     micro_batches = _chunks(batch_rows, micro_size)
-    weak = all_targets[torch.as_tensor(batch_rows)].to(device)  # (B, K)
+    weak = all_targets[torch.as_tensor(batch_rows)].to(device)  # (B, K) or (B, M, K)
+    target_class = (weak.mean(dim=1) if weak.dim() == 3 else weak).argmax(dim=-1)  # (B,)
+    matches = 0
     context = None
     if method.needs_batch_context:  # (B, ...) over the whole optimizer batch
         context = _batch_context(model, data, micro_batches, method, weak, progress, device)
@@ -138,9 +152,20 @@ def _optimizer_step(
         )
         accelerator.backward(loss)
         total += float(loss.detach())
+        predicted = method.probabilities(logits.detach()).argmax(dim=-1)  # (b,)
+        matches += int((predicted == target_class[start:end]).sum())
         start = end
     optimizer.step()
-    return total
+    return total, matches / len(batch_rows)
+
+
+def confidence_weight_at(method: Method, progress: float) -> float | None:
+    """c(t) of a method that mixes hardened student labels into its target (logconf), else None."""
+    schedule = getattr(method, "hardening_schedule", None)
+    final_and_warmup = schedule() if schedule is not None else None
+    if final_and_warmup is None:
+        return None
+    return round(confidence_weight(progress, *final_and_warmup), 6)
 
 
 @torch.no_grad()
