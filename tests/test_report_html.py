@@ -95,6 +95,8 @@ def test_run_writes_its_own_report_and_mlflow_logs_the_results(tiny, tmp_path): 
         f"output_dir={tmp_path}",
         "train.probe.epochs=3",
         "bootstrap_samples=20",
+        "seeds=1",
+        "controls=false",
         *[f"split.{k}={v}" for k, v in base["split"].items()],
         "tracking.backend=mlflow",
         f"tracking.uri={(tmp_path / 'mlruns').as_uri()}",

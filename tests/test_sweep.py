@@ -42,6 +42,8 @@ def _base(tiny, out: Path) -> dict:
         "split": {"weak_train": 30, "transfer": 30, "val": 20, "test": 30},
         "train": {"probe": {"epochs": 3}},
         "bootstrap_samples": 20,
+        "seeds": 1,  # a sweep point is one seed; the grid varies `seed`
+        "controls": False,
         "output_dir": str(out),
     }
 

@@ -27,9 +27,17 @@ STAGES_FILE = "stages.json"
 class RecordingStore:
     """An ArtifactStore that remembers every artifact handed out and times every computation."""
 
-    def __init__(self, store: ArtifactStore):
-        self.store = store
+    def __init__(self, root: Path):
+        self.root = root
+        self._store: ArtifactStore | None = None
         self.records: list[dict[str, Any]] = []
+
+    @property
+    def store(self) -> ArtifactStore:
+        """Created on first use, so a run that fails on bad input leaves no output_dir behind."""
+        if self._store is None:
+            self._store = ArtifactStore(self.root)
+        return self._store
 
     @property
     def executions(self) -> Counter[str]:
@@ -65,6 +73,8 @@ class RecordingStore:
         return artifact
 
     def __getattr__(self, name: str) -> Any:  # everything else is the wrapped store's
+        if name.startswith("_"):
+            raise AttributeError(name)
         return getattr(self.store, name)
 
 
@@ -86,7 +96,7 @@ def run_recorded(cfg, threads: int | None = None) -> tuple[Any, PointOutcome]:
         import torch
 
         torch.set_num_threads(threads)
-    store = RecordingStore(ArtifactStore(Path(cfg.output_dir) / "artifacts"))
+    store = RecordingStore(Path(cfg.output_dir) / "artifacts")
     start = time.perf_counter()
     results = run_experiment(cfg, store)
     seconds = time.perf_counter() - start
