@@ -123,6 +123,7 @@ def test_run_writes_its_own_report_and_mlflow_logs_the_results(tiny, tmp_path): 
             ("weak", results["weak"]),
             ("ceiling", results["ceiling"]),
             *[(f"student/{m}", b) for m, b in results["students"].items()],
+            *[(f"control/{m}", b) for m, b in results["controls"].items()],
         ]
         for key, value in block.items()
         if isinstance(value, int | float)
@@ -133,7 +134,7 @@ def test_run_writes_its_own_report_and_mlflow_logs_the_results(tiny, tmp_path): 
         assert scalars[key] == pytest.approx(value, nan_ok=True), key
     client = mlflow.MlflowClient()
     curve_keys = [k for k in metrics if k.startswith("curve/student/") and k.endswith("step_loss")]
-    assert len(curve_keys) == 2  # one per student
+    assert len(curve_keys) == 2 * len(results["seeds"])  # one per student and seed
     assert len(client.get_metric_history(logged.info.run_id, curve_keys[0])) == 3
     assert logged.data.params["strong.model"] == tiny["large"]
     artifacts = {a.path for a in client.list_artifacts(logged.info.run_id)}

@@ -42,7 +42,7 @@ def _base(tiny, out: Path) -> dict:
         "split": {"weak_train": 30, "transfer": 30, "val": 20, "test": 30},
         "train": {"probe": {"epochs": 3}},
         "bootstrap_samples": 20,
-        "seeds": 1,  # a sweep point is one seed; the grid varies `seed`
+        "seeds": 1,  # one seed per point: the sweep's grid varies `seed`
         "controls": False,
         "output_dir": str(out),
     }
@@ -271,3 +271,23 @@ def test_ray_executor_gives_the_local_numbers(tiny, tmp_path):
     assert not any(o.error for _, o in outcomes)
     assert _executions(outcomes) == _manifests(tmp_path / "ray")  # counted inside Ray workers
     pd.testing.assert_frame_equal(_numbers(tmp_path / "ray"), _numbers(tmp_path / "local"))
+
+
+def test_a_point_with_several_seeds_is_one_row_per_model_with_its_per_seed_pgr(tiny, tmp_path):
+    from weaklift.collect import calibration_table
+
+    base = {**_base(tiny, tmp_path), "seeds": 2, "weak": "tfidf", "strong": tiny["large"]}
+    (point,), _ = Sweep("t", base).expand()
+    ((_, outcome),) = run_sweep([point], threads=1)
+    results = json.loads((Path(outcome.run_dir) / "results.json").read_text())
+    runs = load_runs(tmp_path)
+    rows = results_table(runs)
+    students = rows[rows.role == "student"].set_index("method")
+    assert len(students) == 2 and (rows.seeds == 2).all()
+    for method in ("xent", "logconf"):
+        expected = results["students"][method]
+        assert students.loc[method, "accuracy"] == expected["accuracy"]  # the seed mean
+        per_seed = json.loads(students.loc[method, "pgr_per_seed"])
+        assert per_seed == [None if v != v else v for v in expected["pgr_per_seed"]]
+    calibration = calibration_table(runs)
+    assert sorted(calibration.seed.unique()) == results["seeds"]
