@@ -77,7 +77,7 @@ def results_table(runs: list[Run]) -> pd.DataFrame:
         res, cfg = run.results, run.results["config"]
         base = {
             "run": run.name,
-            **{key: _cell(value) for key, value in _flatten(cfg).items() if key in varying},
+            **{key: _cell(value) for key, value in flatten(cfg).items() if key in varying},
             "task": res["task"],
             "weak": " + ".join(res["models"]["weak"]),
             "strong": res["models"]["strong"],
@@ -261,11 +261,12 @@ def _training_seconds(run: Run) -> dict[tuple[str, str], float]:
     return seconds
 
 
-def _flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
+    """Nested dicts as one level of dotted keys: {"a": {"b": 1}} -> {"a.b": 1}."""
     if isinstance(obj, dict):
         flat: dict[str, Any] = {}
         for key, value in obj.items():
-            flat.update(_flatten(value, f"{prefix}{key}."))
+            flat.update(flatten(value, f"{prefix}{key}."))
         return flat
     return {prefix[:-1]: obj}
 
@@ -277,7 +278,7 @@ def _cell(value: Any) -> Any:
 
 def _varying_fields(runs: list[Run]) -> list[str]:
     """Config fields whose value differs between runs (output_dir and tracking never count)."""
-    flats = [_flatten(run.results["config"]) for run in runs]
+    flats = [flatten(run.results["config"]) for run in runs]
     keys = sorted({k for flat in flats for k in flat})
     return [
         k

@@ -586,22 +586,13 @@ class ExperimentConfig(_Strict):
         if self.task_kind == "generation":
             _check_generation(self)
             return self
-        if not self.methods:
-            raise ValueError("methods: list at least one method, e.g. methods=[xent,logconf]")
-        for i, spec in enumerate(self.methods):
-            if spec.name not in METHODS:
-                raise ValueError(
-                    f"methods.{i}: unknown method {spec.name!r}; choose from {sorted(METHODS)}"
-                )
-            validate_method_options(spec, where=f"methods.{i}")
-            weights = spec.options.get("weights")
-            if isinstance(weights, list) and len(weights) != len(self.weak_members):
-                raise ValueError(
-                    f"methods.{i}.weights: {len(weights)} weights for {len(self.weak_members)} weak members"
-                )
-        labels = [spec.label for spec in self.methods]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"methods: duplicate entries {labels}")
+        _check_method_list(
+            self,
+            METHODS,
+            validate_method_options,
+            example="methods=[xent,logconf]",
+            unknown="unknown method {name!r}",
+        )
         if self.ladder:
             for i, spec in enumerate(self.methods):
                 if METHODS[spec.name].multi_weak:
@@ -656,19 +647,22 @@ def output_dir_problem(path: Path) -> str | None:
     return None
 
 
-def _check_generation(cfg: ExperimentConfig) -> None:
-    """What a generation task needs: generation methods, generators that train (lora/full)."""
-    from weaklift.methods.generation import GEN_METHODS, validate_gen_method_options
-
+def _check_method_list(
+    cfg: ExperimentConfig,
+    registry: dict[str, type],
+    validate_options: Any,
+    example: str,
+    unknown: str,
+) -> None:
+    """Methods exist in ``registry``, their options validate, weight lists fit the members, no
+    duplicates; shared by classification and generation tasks."""
     if not cfg.methods:
-        raise ValueError("methods: list at least one method, e.g. methods=[sft,soft]")
+        raise ValueError(f"methods: list at least one method, e.g. {example}")
     for i, spec in enumerate(cfg.methods):
-        if spec.name not in GEN_METHODS:
-            raise ValueError(
-                f"methods.{i}: {spec.name!r} is not a generation method (task {cfg.task.name!r} "
-                f"generates text); choose from {sorted(GEN_METHODS)}"
-            )
-        validate_gen_method_options(spec, where=f"methods.{i}")
+        if spec.name not in registry:
+            what = unknown.format(name=spec.name)
+            raise ValueError(f"methods.{i}: {what}; choose from {sorted(registry)}")
+        validate_options(spec, where=f"methods.{i}")
         weights = spec.options.get("weights")
         if isinstance(weights, list) and len(weights) != len(cfg.weak_members):
             raise ValueError(
@@ -677,6 +671,21 @@ def _check_generation(cfg: ExperimentConfig) -> None:
     labels = [spec.label for spec in cfg.methods]
     if len(set(labels)) != len(labels):
         raise ValueError(f"methods: duplicate entries {labels}")
+
+
+def _check_generation(cfg: ExperimentConfig) -> None:
+    """What a generation task needs: generation methods, generators that train (lora/full)."""
+    from weaklift.methods.generation import GEN_METHODS, validate_gen_method_options
+
+    _check_method_list(
+        cfg,
+        GEN_METHODS,
+        validate_gen_method_options,
+        example="methods=[sft,soft]",
+        unknown="{name!r} is not a generation method (task "
+        + repr(cfg.task.name)
+        + " generates text)",
+    )
     for where, model in [("strong", cfg.strong)] + [
         (f"weak.{i}" if isinstance(cfg.weak, list) else "weak", m)
         for i, m in enumerate(cfg.weak_members)

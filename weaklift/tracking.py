@@ -17,6 +17,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+from weaklift.collect import flatten
 from weaklift.errors import WeakliftError
 from weaklift.runner import STAGES_FILE
 
@@ -96,7 +97,7 @@ def _log_one(mlflow, run_dir: Path, values: dict[str, Any], nested: bool, sweep_
     with mlflow.start_run(run_name=name, nested=nested, tags=tags) as active:
         params = {
             k: json.dumps(v) if isinstance(v, list | dict) else v
-            for k, v in _flat(results["config"]).items()
+            for k, v in flatten(results["config"]).items()
         }
         mlflow.log_params({k: str(v)[:500] for k, v in params.items()})
         mlflow.log_metrics(results_metrics(results))
@@ -117,12 +118,3 @@ def _log_one(mlflow, run_dir: Path, values: dict[str, Any], nested: bool, sweep_
         if (run_dir / "report.html").is_file():
             mlflow.log_artifact(str(run_dir / "report.html"))
         mlflow.log_artifact(str(run_dir / "results.json"))
-
-
-def _flat(obj: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(obj, dict):
-        out: dict[str, Any] = {}
-        for key, value in obj.items():
-            out.update(_flat(value, f"{prefix}{key}."))
-        return out
-    return {prefix[:-1]: obj}
