@@ -115,12 +115,18 @@ def weak_output(
     return WeakOutput(words, sums + eos, ended)
 
 
+def target_text(text: str) -> str:
+    """The form every generation target is trained in: its words, space-joined, after one space."""
+    words = text.split()
+    return " " + " ".join(words) if words else ""
+
+
 def strong_targets(
     tokenizer: Any, output: WeakOutput, max_length: int
 ) -> tuple[list[int], list[int]]:
     """Strong token ids of an output (" " + words, then EOS if it ended) and each one's word index
     into ``output.word_logprobs``; truncated to ``max_length`` tokens."""
-    text = " " + output.text
+    text = target_text(output.text)
     encoded = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     ids = list(encoded["input_ids"])
     words = word_of_tokens(text, [tuple(s) for s in encoded["offset_mapping"]]) if ids else []

@@ -403,6 +403,12 @@ class PreferenceConfig(_Strict):
     train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
     judges: JudgesConfig = Field(default_factory=JudgesConfig)
     candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
+    students: list[str] | None = Field(
+        None,
+        description="Generation tasks: the students (method labels, e.g. [soft]) that write "
+        "candidates for the weak generators to judge and are then trained on the pairs; "
+        "default: every student.",
+    )
     weak_judges: bool = Field(
         False,
         description="Pair tasks: also train each loss on pairs the weak members judge from the "
@@ -563,6 +569,11 @@ class ExperimentConfig(_Strict):
 
         if self.preference is not None:
             self.preference.check_losses()
+            if self.preference.students is not None and self.task_kind != "generation":
+                raise ValueError(
+                    "preference.students: only generation tasks train students before preference "
+                    "optimisation; remove it"
+                )
             weights = self.preference.judges.weights
             if isinstance(weights, list) and len(weights) != len(self.weak_members):
                 raise ValueError(
@@ -702,6 +713,24 @@ def _check_generation(cfg: ExperimentConfig) -> None:
         raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
     if cfg.split.balance:
         raise ValueError("split.balance: generation tasks have no classes to balance")
+    if cfg.preference is not None:
+        _check_generation_preference(cfg, cfg.preference)
+
+
+def _check_generation_preference(cfg: ExperimentConfig, pref: PreferenceConfig) -> None:
+    """Preference optimisation continues named students; the weak generators are the judges."""
+    if pref.weak_judges:
+        raise ValueError(
+            "preference.weak_judges: a generation task always uses its weak generators as judges; "
+            "remove it"
+        )
+    labels = [spec.label for spec in cfg.methods]
+    for i, label in enumerate(pref.students or []):
+        if label not in labels:
+            raise ValueError(
+                f"preference.students.{i}: {label!r} is not one of this run's students {labels}; "
+                "name a method label from `methods`"
+            )
 
 
 def parse_overrides(pairs: list[str]) -> dict[str, Any]:

@@ -282,6 +282,21 @@ def metric_ci(
     return float(lo), float(hi)
 
 
+def metric_difference_ci(
+    metric: TaskMetric, stats: np.ndarray, baseline: np.ndarray, idx: np.ndarray,
+    level: float = 0.95,
+) -> tuple[float, float]:  # fmt: skip
+    """Percentile CI of (model − baseline) on the primary metric, both scored on the same
+    resampled examples (a paired bootstrap: is the change larger than test-set noise?)."""
+    key = metric.primary
+    values = np.array(
+        [metric.summarize(stats[rows])[key] - metric.summarize(baseline[rows])[key] for rows in idx]
+    )
+    tail = (1 - level) / 2 * 100
+    lo, hi = np.nanpercentile(values, [tail, 100 - tail])
+    return float(lo), float(hi)
+
+
 def pgr_ci_from_stats(
     metric: TaskMetric,
     weak: np.ndarray,

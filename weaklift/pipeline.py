@@ -49,6 +49,7 @@ from weaklift.stages import (
     train_stage,
     weak_labels_stage,
 )
+from weaklift.stages.gen_preference import preference_students
 from weaklift.stages.generation import (
     GenTrainRequest,
     check_generation_models,
@@ -57,6 +58,7 @@ from weaklift.stages.generation import (
     generations_stage,
     ground_truth,
     student_targets,
+    trained_source,
 )
 from weaklift.stages.judges import judge_scores_stage, judged_pairs, pair_candidates_stage
 from weaklift.stages.preference_opt import (
@@ -390,17 +392,32 @@ def run_generation_experiment(cfg: ExperimentConfig, data, store: ArtifactStore)
     ceiling_test = generations_stage(ctx, cfg.strong, ceiling, "test", 1)
 
     # 4. One student per method, on weak outputs of transfer only.
-    students = {}
+    students, trained_students = {}, {}
     for spec in cfg.methods:
         targets, targets_key = student_targets(ctx, spec, weak_models, transfer_nbest)
-        trained = gen_train_stage(
+        trained_students[spec.label] = gen_train_stage(
             ctx,
             GenTrainRequest("gen_student", cfg.strong, "transfer", targets, targets_key, spec),
         )
-        students[spec.label] = generations_stage(ctx, cfg.strong, trained, "test", 1)
+        students[spec.label] = generations_stage(
+            ctx, cfg.strong, trained_students[spec.label], "test", 1
+        )
 
-    # 5. Task metric on test, bootstrap CIs, PGR.
-    return gen_evaluation_stage(ctx, weak_test, ceiling_test, students).json("metrics")
+    # 5. Preference optimisation (optional): a student writes candidates for the transfer prompts,
+    #    the weak generators judge them, best vs worst pairs train it further (one policy per loss).
+    started_from, preference = {}, {}
+    if cfg.preference is not None:
+        judges = {label: trained_source(m, trained) for label, (m, trained) in weak_models.items()}
+        for label in cfg.preference.students or list(trained_students):
+            start = trained_source(cfg.strong, trained_students[label])
+            outcome = preference_students(ctx, cfg.preference, label, start, judges)
+            students.update(outcome.generations)
+            started_from.update({policy: label for policy in outcome.generations})
+            preference[label] = outcome.report
+
+    # 6. Task metric on test, bootstrap CIs, PGR (and each policy's gain over its start).
+    metrics = gen_evaluation_stage(ctx, weak_test, ceiling_test, students, started_from)
+    return {**metrics.json("metrics"), **({"preference": preference} if preference else {})}
 
 
 def _write_generation_results(cfg: ExperimentConfig, task_name: str, metrics: dict) -> Results:

@@ -153,7 +153,42 @@ def generation_table(results: dict[str, Any]) -> str:
         for label, student in results["students"].items():
             pgr, ci = _fmt(student["pgr_best_member"], 2), _ci(student["pgr_best_member_ci"])
             lines.append(f"  {'student ' + label:<{width}} pgr {pgr:>6}  {ci}")
+    if results.get("preference"):
+        lines += preference_lines(results, width)
     return "\n".join(lines)
+
+
+def preference_lines(results: dict[str, Any], width: int) -> list[str]:
+    """Preference optimisation of generation students: the change each loss made to the primary
+    metric (paired CI), how the judged pairs were built, and how often the judges were right."""
+    primary = results["primary"]
+    lines = [f"\npreference optimisation: {primary} after − before [paired 95% CI]"]
+    for label, m in results["students"].items():
+        if "gain" in m:
+            lines.append(
+                f"  {label:<{width}} {m['gain']:+.3f}  {_ci(m['gain_ci'])}  "
+                f"(before: student {m['started_from']})"
+            )
+    for student, report in results["preference"].items():
+        weights = ", ".join(f"{k} {v:.2f}" for k, v in report["weights"].items())
+        agreement = report["judge_agreement"][primary]
+        lines.append(
+            f"judged pairs from student {student}: {report['pairs']} of {report['prompts']} "
+            f"transfer prompts (dropped {report['dropped']}); judge weights {weights}"
+        )
+        lines.append(
+            f"  judges vs {primary} on transfer: chosen better {_fmt(agreement['agree'], 2)}, "
+            f"tied {_fmt(agreement['tie'], 2)}, worse {_fmt(agreement['disagree'], 2)} "
+            f"(right on {_fmt(agreement['agree_untied'], 2)} of untied pairs); mean {primary} "
+            f"chosen {_fmt(agreement['chosen_mean'])} vs rejected {_fmt(agreement['rejected_mean'])}"
+        )
+        for loss, t in report["losses"].items():
+            lines.append(
+                f"  {loss}: {t['steps']} steps in {t['train_seconds']:.0f} s, loss "
+                f"{t['loss_first_last'][0]:.3f} → {t['loss_first_last'][1]:.3f}, reward accuracy "
+                f"(last quarter) {t['reward_accuracy_last_quarter']:.2f}"
+            )
+    return lines
 
 
 def pairs_table(results: dict[str, Any]) -> str:

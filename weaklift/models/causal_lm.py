@@ -10,6 +10,7 @@ is untied and missing from its folder would start from random weights: that is r
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,12 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from weaklift.alignment import check_offsets
 from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
-from weaklift.models.loading import _from_pretrained, is_decoder_config, resolve_source
+from weaklift.models.loading import (
+    _from_pretrained,
+    is_decoder_config,
+    model_fingerprint,
+    resolve_source,
+)
 
 log = logging.getLogger("weaklift")
 
@@ -78,6 +84,20 @@ def load_causal_lm(model: str, device: str | None = None) -> LoadedLM:
     net.generation_config.eos_token_id = tokenizer.eos_token_id
     net.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
     return LoadedLM(tokenizer=tokenizer, model=net, name=model)
+
+
+@dataclass(frozen=True)
+class LMSource:
+    """Where a causal LM comes from: a cache key for its weights and how to load it. A model string
+    (``from_model``), or a trained artifact, e.g. a generation student with its adapter merged."""
+
+    key: str
+    load: Callable[[], LoadedLM]
+    name: str
+
+    @classmethod
+    def from_model(cls, model: str) -> LMSource:
+        return cls(key=model_fingerprint(model), load=lambda: load_causal_lm(model), name=model)
 
 
 def _require_complete_head(net: Any, source: str, model: str) -> None:

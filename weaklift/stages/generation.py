@@ -2,7 +2,8 @@
 evaluate with the task metric. Each is a cached artifact keyed like every stage.
 
 - ``gen_train_stage``: LoRA/full teacher forcing on (prompt, target) with a generation method.
-- ``generations_stage``: beam search on a split → n-best candidates with token and word log-probs.
+- ``decode_stage`` (``generations_stage`` for a trained artifact): beam search on a split → n-best
+  candidates with token and word log-probs.
 - ``rescore_stage``: one weak member's word log-probs of every pooled candidate (``joint``).
 - ``gen_evaluation_stage``: the task metric of every model on test, bootstrap CIs, PGR.
 """
@@ -18,11 +19,17 @@ import numpy as np
 
 from weaklift.alignment import WeakOutput, strong_targets, weak_output
 from weaklift.config import ExperimentConfig, MethodSpec, ModelConfig
-from weaklift.generation_metrics import bootstrap_indices, metric_ci, pgr_ci_from_stats
+from weaklift.generation_metrics import (
+    bootstrap_indices,
+    metric_ci,
+    metric_difference_ci,
+    pgr_ci_from_stats,
+)
 from weaklift.methods.generation import GEN_METHODS, build_gen_method, gen_method_params
 from weaklift.methods.generation.sft import Sft
 from weaklift.metrics import pgr
 from weaklift.models.causal_lm import (
+    LMSource,
     add_lora,
     check_generator,
     load_causal_lm,
@@ -156,8 +163,23 @@ def to_sequences(
 def generations_stage(
     ctx: StageContext, model_cfg: ModelConfig, trained: Artifact, split: str, n_best: int
 ) -> Artifact:
-    """Beam search of a trained model on a split: ``generations.json`` holds, per prompt, the
-    n-best candidates with token ids, token log-probs, beam score, words and word log-probs."""
+    """Beam search of a model trained by ``gen_train_stage`` on a split (see ``decode_stage``)."""
+    return decode_stage(ctx, trained_source(model_cfg, trained), split, n_best)
+
+
+def trained_source(model_cfg: ModelConfig, trained: Artifact) -> LMSource:
+    """A model trained by ``gen_train_stage``, adapter merged, as an LMSource (decode, judge,
+    or start preference optimisation from it)."""
+    return LMSource(
+        key=trained.key,
+        load=lambda: load_trained(model_cfg.model, model_cfg, trained.path),
+        name=model_cfg.label,
+    )
+
+
+def decode_stage(ctx: StageContext, source: LMSource, split: str, n_best: int) -> Artifact:
+    """Beam search on a split: ``generations.json`` holds, per prompt, the n-best candidates with
+    token ids, token log-probs, beam score, words and word log-probs."""
     g = ctx.cfg.generation
     params = {
         "split": split,
@@ -167,8 +189,8 @@ def generations_stage(
 
     def compute(out: Path) -> dict:
         start = time.perf_counter()
-        loaded = load_trained(model_cfg.model, model_cfg, trained.path)
-        log.info("decoding %s with %s (%d beams)", split, model_cfg.label, g.beams)
+        loaded = source.load()
+        log.info("decoding %s with %s (%d beams)", split, source.name, g.beams)
         nbest = generate_nbest(
             loaded.model,
             _left_padded(loaded.tokenizer),
@@ -179,7 +201,7 @@ def generations_stage(
             length_penalty=g.length_penalty,
             batch_size=g.batch_size,
             max_prompt_length=g.max_prompt_length,
-            desc=f"decode {split} {model_cfg.label}",
+            desc=f"decode {split} {source.name}",
         )
         rows = [
             [
@@ -201,7 +223,7 @@ def generations_stage(
         }
 
     return ctx.store.get_or_compute(
-        "generations", GENERATIONS_VERSION, params, {"model": trained.key, "splits": ctx.splits_key},
+        "generations", GENERATIONS_VERSION, params, {"model": source.key, "splits": ctx.splits_key},
         compute,
     )  # fmt: skip
 
@@ -357,10 +379,17 @@ def gen_evaluation_stage(
     members: dict[str, Artifact],
     ceiling: Artifact,
     students: dict[str, Artifact],
+    started_from: dict[str, str] | None = None,
 ) -> Artifact:
     """Task metric + CI of every weak member, the ceiling and each student on test; PGR with a CI
-    from the first member (the supervisor of single-target methods) and from the best member."""
+    from the first member (the supervisor of single-target methods) and from the best member.
+
+    ``started_from`` maps a student that continued another (preference optimisation) to that
+    student: it gets ``gain`` (its primary metric minus its start's) with a paired bootstrap CI.
+    """
     params = {"bootstrap_samples": ctx.cfg.bootstrap_samples, "seed": ctx.cfg.seed}
+    if started_from:
+        params["started_from"] = started_from
     upstream = {
         "splits": ctx.splits_key,
         **{f"weak/{label}": art.key for label, art in members.items()},
@@ -403,6 +432,13 @@ def gen_evaluation_stage(
                     pgr_ci_from_stats(
                         metric, stats[ref], stats[f"student/{label}"], stats["ceiling"], idx
                     )
+                )
+            if started_from and label in started_from:
+                start = stats[f"student/{started_from[label]}"]
+                s["started_from"] = started_from[label]
+                s["gain"] = s[metric.primary] - metric.summarize(start)[metric.primary]
+                s["gain_ci"] = list(
+                    metric_difference_ci(metric, stats[f"student/{label}"], start, idx)
                 )
             student_results[label] = s
         metrics = {

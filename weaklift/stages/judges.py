@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from weaklift.alignment import target_text
 from weaklift.judging import ScoredCandidates, build_pairs, judge_weights, score_candidates
 from weaklift.models.causal_lm import LoadedLM
 from weaklift.models.sequence_logprobs import left_pad, tokenize_responses
@@ -77,9 +78,17 @@ def generate_candidates(
 
 
 def candidates_stage(
-    ctx: StageContext, student: LMSource, prompts: list[str], prompts_key: str
+    ctx: StageContext,
+    student: LMSource,
+    prompts: list[str],
+    prompts_key: str,
+    as_targets: bool = False,
 ) -> Artifact:
-    """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates)."""
+    """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates).
+
+    ``as_targets``: candidates take the form generation targets are trained in (``target_text``),
+    so judges score, and DPO trains on, the tokens the generators learnt to write.
+    """
     cand = preference_config(ctx).candidates
     seed = ctx.cfg.seed
     max_prompt = max(8, preference_config(ctx).train.max_length - cand.max_new_tokens)
@@ -88,6 +97,7 @@ def candidates_stage(
         "candidates": cand.model_dump(),
         "max_prompt_length": max_prompt,
         "seed": seed,
+        **({"form": "targets"} if as_targets else {}),
     }
 
     def compute(out: Path) -> dict:
@@ -96,6 +106,8 @@ def candidates_stage(
             "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
         )
         texts = generate_candidates(lm, prompts, cand, seed, max_prompt)
+        if as_targets:
+            texts = [[target_text(t) for t in row] for row in texts]
         rows = [{"prompt": p, "candidates": c} for p, c in zip(prompts, texts, strict=True)]
         _write_jsonl(out / "candidates.jsonl", rows)
         return {"prompts": len(rows)}
@@ -182,9 +194,14 @@ def judged_pairs_stage(
     return ctx.store.get_or_compute("judged_pairs", JUDGED_PAIRS_VERSION, params, upstream, compute)
 
 
+def read_pairs(judged: Artifact) -> list[dict]:
+    """Every judged pair as written (prompt, chosen, rejected, index, scores, judge margins)."""
+    return _read_jsonl(judged.path / "pairs.jsonl")
+
+
 def pairs_from_artifact(judged: Artifact) -> Pairs:
     """The judged pairs as training pairs, keyed by their artifact."""
-    rows = _read_jsonl(judged.path / "pairs.jsonl")
+    rows = read_pairs(judged)
     return Pairs(
         prompts=[r["prompt"] for r in rows],
         chosen=[r["chosen"] for r in rows],
@@ -199,9 +216,10 @@ def judged_pairs(
     judges: dict[str, LMSource],
     prompts: list[str],
     prompts_key: str,
+    as_targets: bool = False,
 ) -> tuple[Artifact, Pairs]:
     """The whole chain: the student's candidates, every judge's scores, the pairs."""
-    candidates = candidates_stage(ctx, student, prompts, prompts_key)
+    candidates = candidates_stage(ctx, student, prompts, prompts_key, as_targets)
     scores = {label: judge_scores_stage(ctx, judge, candidates) for label, judge in judges.items()}
     judged = judged_pairs_stage(ctx, candidates, scores)
     return judged, pairs_from_artifact(judged)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import copy
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,8 +26,7 @@ from weaklift.metrics import (
     pgr,
     pgr_bootstrap_ci,
 )
-from weaklift.models.causal_lm import LoadedLM, load_causal_lm
-from weaklift.models.loading import model_fingerprint
+from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm
 from weaklift.models.sequence_logprobs import tokenize_responses
 from weaklift.stages.context import StageContext
 from weaklift.store import Artifact, save_json, stable_hash
@@ -44,20 +42,6 @@ log = logging.getLogger("weaklift")
 
 PREFERENCE_TRAIN_VERSION = 1
 PREFERENCE_EVAL_VERSION = 1
-
-
-@dataclass(frozen=True)
-class LMSource:
-    """Where a causal LM comes from: a cache key for its weights and how to load it. A model string
-    (``from_model``), or a trained artifact, e.g. a generation student with its adapter merged."""
-
-    key: str
-    load: Callable[[], LoadedLM]
-    name: str
-
-    @classmethod
-    def from_model(cls, model: str) -> LMSource:
-        return cls(key=model_fingerprint(model), load=lambda: load_causal_lm(model), name=model)
 
 
 @dataclass(frozen=True)
