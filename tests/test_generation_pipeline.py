@@ -101,6 +101,12 @@ def test_stages_ran_once_each_and_results_are_written(first_run):
     }
     table = results_table(saved)
     assert "student joint" in table and "slu_f1" in table and "intent_accuracy" in table
+    # the defaults ask for 3 seeds and controls, which generation does not run: said, not ignored
+    assert saved["notes"] == [
+        "a generation run trains one seed (seed=0); seeds=3 applies to classification runs only",
+        "the oracle and shuffled controls are not run for generation tasks",
+    ]
+    assert "note: a generation run trains one seed" in table
 
 
 def test_rerun_trains_and_generates_nothing(workdir, first_run):

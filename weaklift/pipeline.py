@@ -425,7 +425,23 @@ def _write_generation_results(cfg: ExperimentConfig, task_name: str, metrics: di
         "task": task_name,
         "kind": "generation",
         **metrics,
+        "notes": generation_notes(cfg),
         "models": {"weak": [m.label for m in cfg.weak_members], "strong": cfg.strong.model},
         "config": cfg.model_dump(mode="json"),
     }
     return _save_results(cfg, task_name, results)
+
+
+def generation_notes(cfg: ExperimentConfig) -> list[str]:
+    """What a generation run does not do that the config asks for (said, not silently ignored)."""
+    notes = []
+    if len(cfg.run_seeds) > 1:
+        notes.append(
+            f"a generation run trains one seed (seed={cfg.seed}); seeds={cfg.seeds} applies to "
+            "classification runs only"
+        )
+    if cfg.controls:
+        notes.append("the oracle and shuffled controls are not run for generation tasks")
+    for note in notes:
+        log.warning(note)
+    return notes

@@ -155,6 +155,7 @@ def generation_table(results: dict[str, Any]) -> str:
             lines.append(f"  {'student ' + label:<{width}} pgr {pgr:>6}  {ci}")
     if results.get("preference"):
         lines += preference_lines(results, width)
+    lines += [f"note: {note}" for note in results.get("notes", [])]
     return "\n".join(lines)
 
 
