@@ -198,6 +198,16 @@ def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_
     assert bool((merged > before).all())  # the chosen reply became more likely
 
 
+def test_no_pairs_is_a_clear_error_before_any_training(lm_folder, tmp_path):
+    cfg = load_config(None, [f"strong.model={lm_folder}", "strong.mode=lora"])
+    ctx = StageContext(store=ArtifactStore(tmp_path / "artifacts"), data=None, cfg=cfg)
+    empty = Pairs([], [], [], key="nothing judged")
+    start = LMSource.from_model(str(lm_folder))
+    with pytest.raises(WeakliftError, match="no pairs to train dpo on"):
+        preference_train_stage(ctx, start, cfg.strong, empty, MethodSpec(name="dpo"))
+    assert not list((tmp_path / "artifacts").glob("preference_policy/*"))
+
+
 def test_weak_judges_train_a_student_on_judged_pairs_and_report_pgr(lm_folder, tmp_path):
     texts = [f"is {s} big ?" for s in SUBJECTS] + GOOD + BAD
     judges = [

@@ -49,7 +49,7 @@ from weaklift.stages import (
     train_stage,
     weak_labels_stage,
 )
-from weaklift.stages.gen_preference import preference_students
+from weaklift.stages.gen_preference import optimise_student_preferences
 from weaklift.stages.generation import (
     GenTrainRequest,
     check_generation_models,
@@ -410,7 +410,7 @@ def run_generation_experiment(cfg: ExperimentConfig, data, store: ArtifactStore)
         judges = {label: trained_source(m, trained) for label, (m, trained) in weak_models.items()}
         for label in cfg.preference.students or list(trained_students):
             start = trained_source(cfg.strong, trained_students[label])
-            outcome = preference_students(ctx, cfg.preference, label, start, judges)
+            outcome = optimise_student_preferences(ctx, cfg.preference, label, start, judges)
             students.update(outcome.generations)
             started_from.update({policy: label for policy in outcome.generations})
             preference[label] = outcome.report

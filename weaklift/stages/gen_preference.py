@@ -38,10 +38,13 @@ class PreferenceOutcome:
     report: dict
 
 
-def preference_students(
-    ctx: StageContext, pref: PreferenceConfig, student: str, start: LMSource,
+def optimise_student_preferences(
+    ctx: StageContext,
+    pref: PreferenceConfig,
+    student: str,
+    start: LMSource,
     judges: dict[str, LMSource],
-) -> PreferenceOutcome:  # fmt: skip
+) -> PreferenceOutcome:
     """Judged pairs from ``start``'s candidates on transfer, then one policy per loss."""
     transfer_key = stable_hash({"splits": ctx.splits_key, "split": "transfer"})
     judged, pairs = judged_pairs(

@@ -18,6 +18,7 @@ import numpy as np
 import torch
 
 from weaklift.config import MethodSpec, ModelConfig, PreferenceConfig
+from weaklift.errors import WeakliftError
 from weaklift.methods import build_preference_loss, preference_loss_params
 from weaklift.metrics import (
     implicit_reward_summary,
@@ -105,6 +106,13 @@ def preference_train_stage(
 ) -> Artifact:
     """Optimise the policy, starting from ``start``, on ``pairs`` with one loss (``policy_cfg``: mode,
     LoRA settings, seed); saves the LoRA adapter or the full model."""
+    if len(pairs) == 0:
+        raise WeakliftError(
+            f"preference.losses: no pairs to train {spec.label} on (every prompt's candidates "
+            "tied or were dropped, or the split holds no pairs)",
+            "judged pairs: raise preference.candidates.num or .temperature, or lower "
+            "preference.judges.min_margin; a pairs file: raise split.transfer",
+        )
     pref = preference_config(ctx)
     params = {
         "model": start.key,
