@@ -172,17 +172,18 @@ def preference_lines(results: dict[str, Any], width: int) -> list[str]:
             )
     for student, report in results["preference"].items():
         weights = ", ".join(f"{k} {v:.2f}" for k, v in report["weights"].items())
-        agreement = report["judge_agreement"][primary]
         lines.append(
             f"judged pairs from student {student}: {report['pairs']} of {report['prompts']} "
             f"transfer prompts (dropped {report['dropped']}); judge weights {weights}"
         )
-        lines.append(
-            f"  judges vs {primary} on transfer: chosen better {_fmt(agreement['agree'], 2)}, "
-            f"tied {_fmt(agreement['tie'], 2)}, worse {_fmt(agreement['disagree'], 2)} "
-            f"(right on {_fmt(agreement['agree_untied'], 2)} of untied pairs); mean {primary} "
-            f"chosen {_fmt(agreement['chosen_mean'])} vs rejected {_fmt(agreement['rejected_mean'])}"
-        )
+        lines.append("  are the judges right? chosen vs rejected against the transfer reference:")
+        for key, agreement in report["judge_agreement"].items():
+            lines.append(
+                f"    {key:<16} chosen better {_fmt(agreement['agree'], 2)}, tied "
+                f"{_fmt(agreement['tie'], 2)}, worse {_fmt(agreement['disagree'], 2)} (right on "
+                f"{_fmt(agreement['agree_untied'], 2)} of untied pairs); mean chosen "
+                f"{_fmt(agreement['chosen_mean'])} vs rejected {_fmt(agreement['rejected_mean'])}"
+            )
         for loss, t in report["losses"].items():
             lines.append(
                 f"  {loss}: {t['steps']} steps in {t['train_seconds']:.0f} s, loss "

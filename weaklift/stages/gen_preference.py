@@ -60,7 +60,8 @@ def optimise_student_preferences(
     for spec in pref.losses:
         policy = preference_train_stage(ctx, start, ctx.cfg.strong, pairs, spec)
         label = f"{student} → {spec.label}"
-        generations[label] = decode_stage(ctx, policy_source(start, policy), "test", 1)
+        source = policy_source(start, policy, name=f"{start.name} {label}")
+        generations[label] = decode_stage(ctx, source, "test", 1)
         history = policy.meta["history"]
         tail = slice(-max(1, len(history["loss"]) // 4), None)  # the last quarter of the steps
         report["losses"][spec.label] = {

@@ -183,19 +183,19 @@ def load_policy(base: LoadedLM, policy: Artifact) -> torch.nn.Module:
     return load_causal_lm(str(policy.path / "model"), device=str(base.model.device)).model
 
 
-def policy_source(start: LMSource, policy: Artifact) -> LMSource:
-    """A trained policy as an LMSource (adapter merged), e.g. to generate with it on test."""
+def policy_source(start: LMSource, policy: Artifact, name: str | None = None) -> LMSource:
+    """A trained policy as an LMSource (adapter merged), e.g. to generate with it on test;
+    ``name`` is what logs and progress bars call it (default: the start and the policy's key)."""
+    name = name or f"{start.name} after {policy.key}"
 
     def load() -> LoadedLM:
         base = start.load()
         model = load_policy(base, policy)
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
-        return LoadedLM(
-            tokenizer=base.tokenizer, model=model.eval(), name=f"{start.name}+{policy.key}"
-        )
+        return LoadedLM(tokenizer=base.tokenizer, model=model.eval(), name=name)
 
-    return LMSource(key=policy.key, load=load, name=f"{start.name} after {policy.key}")
+    return LMSource(key=policy.key, load=load, name=name)
 
 
 @dataclass(frozen=True)
