@@ -11,6 +11,7 @@ from weaklift.generation_metrics import (
     METRICS,
     char_distance,
     final_number,
+    metric_difference_ci,
     parse_slurp,
     pgr_ci_from_stats,
     serialise_slurp,
@@ -92,3 +93,15 @@ def test_pgr_ci_resamples_examples_jointly():
     # weak 0.5, student 0.75, ceiling 1.0 → PGR 0.5; students better on the same rows
     assert lo <= 0.5 <= hi and lo >= 0.0 and hi <= 1.0
     assert not math.isnan(lo)
+
+
+def test_paired_difference_ci_by_hand():
+    exact = METRICS["exact_match"]
+    refs = ["a", "b", "c", "d"]
+    before = exact.stats(["a", "x", "x", "x"], refs)  # 1 of 4 right
+    after = exact.stats(["a", "b", "x", "x"], refs)  # 2 of 4 right: example 1 fixed
+    idx = np.array([[0, 1, 2, 3], [1, 1, 1, 1], [0, 2, 3, 3], [1, 0, 1, 0]])
+    # per resample: after − before = 1/4, 1, 0, 1/2 → 2.5th/97.5th percentiles of those four
+    lo, hi = metric_difference_ci(exact, after, before, idx)
+    assert (lo, hi) == pytest.approx(tuple(np.percentile([0.25, 1.0, 0.0, 0.5], [2.5, 97.5])))
+    assert metric_difference_ci(exact, before, before, idx) == (0.0, 0.0)  # a model vs itself

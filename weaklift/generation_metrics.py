@@ -283,9 +283,12 @@ def metric_ci(
 
 
 def metric_difference_ci(
-    metric: TaskMetric, stats: np.ndarray, baseline: np.ndarray, idx: np.ndarray,
+    metric: TaskMetric,
+    stats: np.ndarray,
+    baseline: np.ndarray,
+    idx: np.ndarray,
     level: float = 0.95,
-) -> tuple[float, float]:  # fmt: skip
+) -> tuple[float, float]:
     """Percentile CI of (model − baseline) on the primary metric, both scored on the same
     resampled examples (a paired bootstrap: is the change larger than test-set noise?)."""
     key = metric.primary
