@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from tests.tiny_lms import make_tiny_lm, word_tokenizer
-from weaklift.config import load_config
+from weaklift.config import CandidatesConfig, load_config
 from weaklift.judging import (
     ScoredCandidates,
     build_pairs,
@@ -22,7 +22,7 @@ from weaklift.judging import (
 )
 from weaklift.models.causal_lm import load_causal_lm
 from weaklift.stages.context import StageContext
-from weaklift.stages.judges import judged_pairs
+from weaklift.stages.judges import generate_candidates, judged_pairs
 from weaklift.stages.preference_opt import LMSource
 from weaklift.store import ArtifactStore
 
@@ -109,6 +109,34 @@ def test_judge_scores_are_length_normalised_log_likelihoods(lms):
                 float(logp[len(prompt_ids) + i - 1, t]) for i, t in enumerate(response)
             ) / len(response)
             assert value == pytest.approx(by_hand, abs=1e-4)
+
+
+def test_beam_candidates_are_the_k_best_beams_and_sampling_is_seeded(lms):
+    """Batched, left-padded beam search gives each prompt's own K best beams, whatever the seed;
+    sampling reruns agree under one seed and differ under another."""
+    student = load_causal_lm(str(lms["s"]), device="cpu")
+    tok = student.tokenizer
+    beam = CandidatesConfig(num=3, decoding="beam", max_new_tokens=4, batch_size=2)
+    got = generate_candidates(student, PROMPTS, beam, seed=0, max_prompt_length=32)
+    assert got == generate_candidates(student, PROMPTS, beam, seed=1, max_prompt_length=32)
+    for prompt, candidates in zip(PROMPTS, got, strict=True):
+        ids = tok(prompt, return_tensors="pt")
+        alone = student.model.generate(
+            **ids,
+            num_beams=3,
+            num_return_sequences=3,
+            do_sample=False,
+            max_new_tokens=4,
+            pad_token_id=tok.pad_token_id,
+        )
+        new_tokens = alone[:, ids["input_ids"].shape[1] :]
+        assert candidates == tok.batch_decode(new_tokens, skip_special_tokens=True)
+
+    sample = CandidatesConfig(num=3, decoding="sample", max_new_tokens=4, batch_size=2)
+    first = generate_candidates(student, PROMPTS, sample, seed=0, max_prompt_length=32)
+    assert first == generate_candidates(student, PROMPTS, sample, seed=0, max_prompt_length=32)
+    assert first != generate_candidates(student, PROMPTS, sample, seed=1, max_prompt_length=32)
+    assert [len(row) for row in first] == [3, 3, 3]
 
 
 def test_candidates_scores_and_pairs_are_cached(lms, tmp_path):
