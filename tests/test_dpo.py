@@ -133,6 +133,16 @@ def test_truncation_keeps_the_prompt_end_and_the_response_start(tiny_lm):
     assert prompts[0] == [tok.bos_token_id] + tok(" one two", add_special_tokens=False)["input_ids"]
 
 
+def test_only_responses_that_ended_get_eos(tiny_lm):
+    """A candidate cut at the decoding limit is scored and trained as written: no EOS after it."""
+    tok = tiny_lm.tokenizer
+    words = [tok(text, add_special_tokens=False)["input_ids"] for text in REJECTED[:2]]
+    _, default = tokenize_responses(tok, PROMPTS[:2], REJECTED[:2], 64, 32)
+    _, flagged = tokenize_responses(tok, PROMPTS[:2], REJECTED[:2], 64, 32, [True, False])
+    assert default == [words[0] + [tok.eos_token_id], words[1] + [tok.eos_token_id]]
+    assert flagged == [words[0] + [tok.eos_token_id], words[1]]
+
+
 # --- against TRL ----------------------------------------------------------------------------------
 
 
@@ -250,7 +260,7 @@ def test_training_learns_the_preference_and_the_reference_stays_frozen(tiny_lm, 
     policy = PolicyWithReference(model, tok.pad_token_id)
     with torch.no_grad():
         before = policy.pair_logps(pairs, rows)
-    cfg = PreferenceLoopConfig(epochs=15, batch_size=4, micro_batch_size=2, lr=3e-2, seed=0)
+    cfg = PreferenceLoopConfig(epochs=15, batch_size=4, micro_batch_size=2, lr=1e-2, seed=0)
     history = train_preference(policy, pairs, DPO(DPOOptions(beta=0.5)), cfg)
     assert len(history.loss) == 15
     assert history.loss[-1] < history.loss[0] - 0.2

@@ -23,6 +23,7 @@ from weaklift.stages.context import StageContext
 from weaklift.stages.data import splits_stage
 from weaklift.stages.gen_preference import transfer_agreement
 from weaklift.stages.generation import trained_source
+from weaklift.stages.judges import CANDIDATES_VERSION
 from weaklift.stages.preference_opt import load_policy
 from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
@@ -78,9 +79,9 @@ def first_run(workdir):
     return cfg, store, run_experiment(cfg, store)
 
 
-def _only(store, stage, **wanted):
-    """The one artifact of ``stage`` whose manifest params hold ``wanted`` (a value, or a
-    predicate on the param)."""
+def _only(store, stage, version=1, **wanted):
+    """The one artifact of ``stage`` (at ``version``) whose manifest params hold ``wanted`` (a
+    value, or a predicate on the param)."""
 
     def matches(artifact) -> bool:
         params = json.loads((artifact.path / "manifest.json").read_text())["params"]
@@ -88,7 +89,7 @@ def _only(store, stage, **wanted):
             v(params.get(k)) if callable(v) else params.get(k) == v for k, v in wanted.items()
         )
 
-    found = [a for a in store.artifacts(stage, 1, {}) if matches(a)]
+    found = [a for a in store.artifacts(stage, version, {}) if matches(a)]
     assert len(found) == 1, (stage, wanted, len(found))
     return found[0]
 
@@ -128,9 +129,9 @@ def test_stages_ran_once_each_and_a_rerun_does_nothing(workdir, first_run):
 
 def test_candidates_come_from_the_student_in_target_form(first_run):
     _, store, results = first_run
-    candidates = _only(store, "candidates", model=_soft_student(store).key)
+    candidates = _only(store, "candidates", CANDIDATES_VERSION, model=_soft_student(store).key)
     rows = [json.loads(line) for line in (candidates.path / "candidates.jsonl").open()]
-    assert len(rows) == 8 and all(len(r["candidates"]) == 3 for r in rows)
+    assert len(rows) == 8 and all(len(r["candidates"]) == len(r["ended"]) == 3 for r in rows)
     for text in (c for r in rows for c in r["candidates"]):
         assert text == "" or (text.startswith(" ") and text == " " + " ".join(text.split()))
     report = results["preference"]["soft"]

@@ -28,7 +28,12 @@ from weaklift.store import ArtifactStore
 
 SCORED = [
     # both judges rank a1 > a2 > a3 (judge 1: a2 > a1, but not by enough to change the verdict)
-    ScoredCandidates("A", ["a1", "a2", "a3"], np.array([[-1.0, -2.0, -3.0], [-1.5, -1.0, -4.0]])),
+    ScoredCandidates(
+        "A",
+        ["a1", "a2", "a3"],
+        np.array([[-1.0, -2.0, -3.0], [-1.5, -1.0, -4.0]]),
+        ended=[True, True, False],  # a3 was cut at the decoding limit
+    ),
     # the judges disagree: judge 0 prefers b1 by 2 nats/token, judge 1 prefers b2 by 3
     ScoredCandidates("B", ["b1", "b2"], np.array([[-1.0, -3.0], [-4.0, -1.0]])),
     ScoredCandidates("C", ["c1"], np.array([[-1.0], [-2.0]])),  # one candidate: no pair
@@ -42,10 +47,12 @@ def test_pairs_from_a_hand_made_scored_nbest_list():
     a, b = pairs
     # A: combined (−1.25, −1.5, −3.5) → a1 ≻ a3; judge margins (−1 − −3, −1.5 − −4) = (2, 2.5)
     assert (a["chosen"], a["rejected"], a["index"]) == ("a1", "a3", 0)
+    assert (a["chosen_ended"], a["rejected_ended"]) == (True, False)
     assert a["chosen_score"] == pytest.approx(-1.25) and a["rejected_score"] == pytest.approx(-3.5)
     assert a["judge_margins"] == pytest.approx([2.0, 2.5])
     # B: combined (−2.5, −2.0) → b2 ≻ b1; judge 0 disagrees by 2
     assert (b["chosen"], b["rejected"], b["judge_margins"]) == ("b2", "b1", [-2.0, 3.0])
+    assert (b["chosen_ended"], b["rejected_ended"]) == (True, True)  # no flags: all ended
 
 
 def test_min_margin_drops_pairs_a_judge_ranks_the_other_way():
@@ -91,16 +98,18 @@ def lms(tmp_path_factory):
     }
 
 
-def test_judge_scores_are_length_normalised_log_likelihoods(lms):
+@pytest.mark.parametrize("ended", [None, [[True, False], [False]]])
+def test_judge_scores_are_length_normalised_log_likelihoods(lms, ended):
+    """Per token, EOS included where the candidate ended (all, without flags)."""
     judge = load_causal_lm(str(lms["j"]), device="cpu")
-    scores = score_candidates(judge, PROMPTS[:2], [["yes", "no it is"], ["not"]], 64, 16)
+    candidates = [["yes", "no it is"], ["not"]]
+    scores = score_candidates(judge, PROMPTS[:2], candidates, 64, 16, ended=ended)
     tok = judge.tokenizer
-    for prompt, options, got in zip(
-        PROMPTS[:2], [["yes", "no it is"], ["not"]], scores, strict=True
-    ):
-        for text, value in zip(options, got, strict=True):
+    flags = ended or [[True, True], [True]]
+    for prompt, options, got, ends in zip(PROMPTS[:2], candidates, scores, flags, strict=True):
+        for text, value, end in zip(options, got, ends, strict=True):
             prompt_ids = tok(prompt)["input_ids"]
-            response = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id]
+            response = tok(text, add_special_tokens=False)["input_ids"] + [tok.eos_token_id] * end
             with torch.no_grad():
                 logp = torch.log_softmax(
                     judge.model(input_ids=torch.tensor([prompt_ids + response])).logits[0], -1
@@ -117,9 +126,9 @@ def test_beam_candidates_are_the_k_best_beams_and_sampling_is_seeded(lms):
     student = load_causal_lm(str(lms["s"]), device="cpu")
     tok = student.tokenizer
     beam = CandidatesConfig(num=3, decoding="beam", max_new_tokens=4, batch_size=2)
-    got = generate_candidates(student, PROMPTS, beam, seed=0, max_prompt_length=32)
-    assert got == generate_candidates(student, PROMPTS, beam, seed=1, max_prompt_length=32)
-    for prompt, candidates in zip(PROMPTS, got, strict=True):
+    got, ended = generate_candidates(student, PROMPTS, beam, seed=0, max_prompt_length=32)
+    assert (got, ended) == generate_candidates(student, PROMPTS, beam, 1, max_prompt_length=32)
+    for prompt, candidates, ends in zip(PROMPTS, got, ended, strict=True):
         ids = tok(prompt, return_tensors="pt")
         alone = student.model.generate(
             **ids,
@@ -127,16 +136,18 @@ def test_beam_candidates_are_the_k_best_beams_and_sampling_is_seeded(lms):
             num_return_sequences=3,
             do_sample=False,
             max_new_tokens=4,
+            eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
         )
         new_tokens = alone[:, ids["input_ids"].shape[1] :]
         assert candidates == tok.batch_decode(new_tokens, skip_special_tokens=True)
+        assert ends == [tok.eos_token_id in row for row in new_tokens.tolist()]
 
     sample = CandidatesConfig(num=3, decoding="sample", max_new_tokens=4, batch_size=2)
     first = generate_candidates(student, PROMPTS, sample, seed=0, max_prompt_length=32)
     assert first == generate_candidates(student, PROMPTS, sample, seed=0, max_prompt_length=32)
     assert first != generate_candidates(student, PROMPTS, sample, seed=1, max_prompt_length=32)
-    assert [len(row) for row in first] == [3, 3, 3]
+    assert [len(row) for row in first[0]] == [len(row) for row in first[1]] == [3, 3, 3]
 
 
 def test_candidates_scores_and_pairs_are_cached(lms, tmp_path):
@@ -164,6 +175,17 @@ def test_candidates_scores_and_pairs_are_cached(lms, tmp_path):
     ]
     assert [c["prompt"] for c in candidates] == PROMPTS
     assert [len(c["candidates"]) for c in candidates] == [3, 3, 3]
+    assert [len(c["ended"]) for c in candidates] == [3, 3, 3]
+    ended = {
+        (c["prompt"], text): end
+        for c in candidates
+        for text, end in zip(c["candidates"], c["ended"], strict=True)
+    }
+    for texts, flags in (
+        (pairs.chosen, pairs.chosen_ended),
+        (pairs.rejected, pairs.rejected_ended),
+    ):
+        assert flags == [ended[p, t] for p, t in zip(pairs.prompts, texts, strict=True)]
     assert len(pairs) == judged.meta["pairs"] == 3 - sum(judged.meta["dropped"].values())
     sample = (judged.path / "sample.jsonl").read_text().splitlines()
     assert len(sample) == min(2, len(pairs))

@@ -14,7 +14,7 @@ import torch
 
 from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.cli import main
-from weaklift.config import MethodSpec, TaskConfig, load_config
+from weaklift.config import MethodSpec, PreferenceConfig, TaskConfig, load_config
 from weaklift.errors import WeakliftError
 from weaklift.judging import score_candidates
 from weaklift.models.causal_lm import load_causal_lm
@@ -30,6 +30,7 @@ from weaklift.stages.preference_opt import (
     load_policy,
     policy_source,
     preference_train_stage,
+    tokenize_pairs,
 )
 from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
@@ -196,6 +197,22 @@ def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_
         before, _ = response_logprobs(base.model, prompt_ids, yes_ids, 0)
     torch.testing.assert_close(merged, unmerged, atol=1e-4, rtol=1e-4)
     assert bool((merged > before).all())  # the chosen reply became more likely
+
+
+def test_replies_that_did_not_end_are_trained_without_eos(lm_folder):
+    tok = load_causal_lm(str(lm_folder)).tokenizer
+    pairs = Pairs(
+        ["is cat big ?"] * 2,
+        [" yes"] * 2,
+        [" no"] * 2,
+        key="hand-made",
+        chosen_ended=[True, False],
+        rejected_ended=[False, True],
+    )
+    tokenized = tokenize_pairs(tok, pairs, PreferenceConfig())
+    yes, no = (tok(text, add_special_tokens=False)["input_ids"] for text in (" yes", " no"))
+    assert tokenized.chosen_ids == [yes + [tok.eos_token_id], yes]
+    assert tokenized.rejected_ids == [no, no + [tok.eos_token_id]]
 
 
 def test_no_pairs_is_a_clear_error_before_any_training(lm_folder, tmp_path):

@@ -27,6 +27,7 @@ class ScoredCandidates:
     prompt: str
     candidates: list[str]
     scores: np.ndarray  # (M, K): judge m's length-normalised log-likelihood of candidate k
+    ended: list[bool] | None = None  # per candidate: did it end (EOS) before the decoding limit
 
 
 def judge_confidence(scored: list[ScoredCandidates]) -> np.ndarray:
@@ -72,12 +73,15 @@ def build_pairs(
         if min_margin is not None and judge_margins.min() < -min_margin:
             dropped["judges_disagree"] += 1
             continue
+        ended = item.ended or [True] * len(item.candidates)
         pairs.append(
             {
                 "index": index,  # position among the scored prompts (to find its reference)
                 "prompt": item.prompt,
                 "chosen": item.candidates[best],
                 "rejected": item.candidates[worst],
+                "chosen_ended": ended[best],
+                "rejected_ended": ended[worst],
                 "chosen_score": float(combined[best]),
                 "rejected_score": float(combined[worst]),
                 "judge_margins": [float(m) for m in judge_margins],
@@ -112,15 +116,19 @@ def score_candidates(
     max_length: int,
     max_response_length: int,
     batch_size: int = 16,
+    ended: list[list[bool]] | None = None,
 ) -> list[list[float]]:
-    """Length-normalised log-likelihood of every candidate (EOS included) under ``judge``."""
+    """Length-normalised log-likelihood of every candidate under ``judge``: EOS included where the
+    candidate ended (``ended``, default all), so a cut candidate is scored as what was written."""
     flat = [(i, c) for i, options in enumerate(candidates) for c in options]
+    flat_ended = None if ended is None else [e for row in ended for e in row]
     prompt_ids, response_ids = tokenize_responses(
         judge.tokenizer,
         [prompts[i] for i, _ in flat],
         [c for _, c in flat],
         max_length,
         max_response_length,
+        flat_ended,
     )
     judge.model.eval()
     scores: list[float] = []

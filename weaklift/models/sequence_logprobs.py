@@ -9,6 +9,8 @@ the whole prompt.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 
 
@@ -18,12 +20,14 @@ def tokenize_responses(
     responses: list[str],
     max_length: int,
     max_response_length: int,
+    ended: Sequence[bool] | None = None,
 ) -> tuple[list[list[int]], list[list[int]]]:
     """Token ids of each prompt (with the tokenizer's special tokens) and response (none, + EOS).
 
     Prompt and response are tokenised separately (as TRL does), so the boundary is exact. A response
     longer than ``max_response_length`` is cut at its end (and gets no EOS, since it does not end
-    there); a prompt keeps its LAST tokens so that prompt + response fit ``max_length``.
+    there); so does one whose ``ended`` flag is false (a candidate cut at the decoding limit). A
+    prompt keeps its LAST tokens so that prompt + response fit ``max_length``.
     """
     prompt_ids = tokenizer(list(prompts), add_special_tokens=True)["input_ids"]
     response_ids = tokenizer(list(responses), add_special_tokens=False)["input_ids"]
@@ -31,8 +35,9 @@ def tokenize_responses(
     lead = _leading_special(tokenizer)
     filler = next(t for t in (tokenizer.bos_token_id, eos, tokenizer.pad_token_id) if t is not None)
     prompts_out, responses_out = [], []
-    for prompt, response in zip(prompt_ids, response_ids, strict=True):
-        response = list(response) + ([eos] if eos is not None else [])
+    ended = [True] * len(response_ids) if ended is None else list(ended)
+    for prompt, response, ends in zip(prompt_ids, response_ids, ended, strict=True):
+        response = list(response) + ([eos] if eos is not None and ends else [])
         response = response[:max_response_length]
         room = max(1, max_length - len(response))
         if len(prompt) > room:  # keep the special prefix (BOS) and the end of the prompt

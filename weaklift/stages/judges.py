@@ -28,9 +28,9 @@ from weaklift.store import Artifact, save_json
 
 log = logging.getLogger("weaklift")
 
-CANDIDATES_VERSION = 1
-JUDGE_VERSION = 1
-JUDGED_PAIRS_VERSION = 1
+CANDIDATES_VERSION = 2  # 2: each candidate says whether it ended
+JUDGE_VERSION = 2  # 2: a candidate that did not end is scored without EOS
+JUDGED_PAIRS_VERSION = 2
 
 
 def _write_jsonl(path: Path, rows: list[dict]) -> None:
@@ -44,8 +44,9 @@ def _read_jsonl(path: Path) -> list[dict]:
 @torch.no_grad()
 def generate_candidates(
     lm: LoadedLM, prompts: list[str], cfg, seed: int, max_prompt_length: int
-) -> list[list[str]]:
-    """K continuations per prompt, decoded without special tokens; seeded, so reruns agree.
+) -> tuple[list[list[str]], list[list[bool]]]:
+    """K continuations per prompt, decoded without special tokens, and whether each ended (wrote
+    EOS) within ``max_new_tokens``; seeded, so reruns agree.
 
     A long prompt keeps its special prefix and its end (as when it is scored); left-padded.
     """
@@ -56,6 +57,7 @@ def generate_candidates(
     torch.manual_seed(seed)
     beam = cfg.decoding == "beam"
     out: list[list[str]] = []
+    ended: list[list[bool]] = []
     starts = range(0, len(prompts), cfg.batch_size)
     for start in tqdm(starts, desc=f"candidates {lm.name}", leave=False):
         ids, mask, _ = left_pad(prompt_ids[start : start + cfg.batch_size], tokenizer.pad_token_id)
@@ -68,13 +70,15 @@ def generate_candidates(
             num_beams=cfg.num if beam else 1,
             temperature=None if beam else cfg.temperature,
             top_k=None if beam else 0,
+            eos_token_id=tokenizer.eos_token_id,  # the stop that `ended` below looks for
             pad_token_id=tokenizer.pad_token_id,
         )  # (b·K, T_prompt + T_new)
-        texts = tokenizer.batch_decode(
-            generated[:, batch["input_ids"].shape[1] :], skip_special_tokens=True
-        )
+        new_tokens = generated[:, batch["input_ids"].shape[1] :]
+        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+        ends = (new_tokens == tokenizer.eos_token_id).any(-1).tolist()
         out.extend(texts[i : i + cfg.num] for i in range(0, len(texts), cfg.num))
-    return out
+        ended.extend(ends[i : i + cfg.num] for i in range(0, len(ends), cfg.num))
+    return out, ended
 
 
 def candidates_stage(
@@ -84,7 +88,7 @@ def candidates_stage(
     prompts_key: str,
     as_targets: bool = False,
 ) -> Artifact:
-    """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates).
+    """The student's K candidates per prompt (``candidates.jsonl``: prompt, candidates, ended).
 
     ``as_targets``: candidates take the form generation targets are trained in (``target_text``),
     so judges score, and DPO trains on, the tokens the generators learnt to write.
@@ -105,10 +109,13 @@ def candidates_stage(
         log.info(
             "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
         )
-        texts = generate_candidates(lm, prompts, cand, seed, max_prompt)
+        texts, ended = generate_candidates(lm, prompts, cand, seed, max_prompt)
         if as_targets:
             texts = [[target_text(t) for t in row] for row in texts]
-        rows = [{"prompt": p, "candidates": c} for p, c in zip(prompts, texts, strict=True)]
+        rows = [
+            {"prompt": p, "candidates": c, "ended": e}
+            for p, c, e in zip(prompts, texts, ended, strict=True)
+        ]
         _write_jsonl(out / "candidates.jsonl", rows)
         return {"prompts": len(rows)}
 
@@ -153,6 +160,7 @@ def judge_scores_stage(ctx: StageContext, judge: LMSource, candidates: Artifact)
             [r["candidates"] for r in rows],
             train.max_length,
             train.max_response_length,
+            ended=[r.get("ended", [True] * len(r["candidates"])) for r in rows],
         )
         save_json(out, "scores", scores)
         return {"candidates": sum(len(s) for s in scores)}
@@ -175,7 +183,10 @@ def judged_pairs_stage(
         per_judge = [a.json("scores") for a in judges.values()]
         scored = [
             ScoredCandidates(
-                row["prompt"], row["candidates"], np.array([s[i] for s in per_judge], dtype=float)
+                row["prompt"],
+                row["candidates"],
+                np.array([s[i] for s in per_judge], dtype=float),
+                row.get("ended"),
             )
             for i, row in enumerate(rows)
         ]
@@ -207,6 +218,8 @@ def pairs_from_artifact(judged: Artifact) -> Pairs:
         chosen=[r["chosen"] for r in rows],
         rejected=[r["rejected"] for r in rows],
         key=judged.key,
+        chosen_ended=[r["chosen_ended"] for r in rows],
+        rejected_ended=[r["rejected_ended"] for r in rows],
     )
 
 

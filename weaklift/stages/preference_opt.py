@@ -47,12 +47,18 @@ PREFERENCE_EVAL_VERSION = 1
 
 @dataclass(frozen=True)
 class Pairs:
-    """Preference pairs as texts, and the key of what produced them (for the cache keys)."""
+    """Preference pairs as texts, and the key of what produced them (for the cache keys).
+
+    ``chosen_ended`` / ``rejected_ended``: whether each reply ended (gets EOS); None = all did.
+    A candidate the policy wrote up to the decoding limit did not, and is trained as written.
+    """
 
     prompts: list[str]
     chosen: list[str]
     rejected: list[str]
     key: str
+    chosen_ended: list[bool] | None = None
+    rejected_ended: list[bool] | None = None
 
     def __len__(self) -> int:
         return len(self.prompts)
@@ -76,8 +82,12 @@ def file_pairs(ctx: StageContext, split: str) -> Pairs:
 
 def tokenize_pairs(tokenizer, pairs: Pairs, pref: PreferenceConfig) -> TokenizedPairs:
     limits = (pref.train.max_length, pref.train.max_response_length)
-    prompt_ids, chosen_ids = tokenize_responses(tokenizer, pairs.prompts, pairs.chosen, *limits)
-    _, rejected_ids = tokenize_responses(tokenizer, pairs.prompts, pairs.rejected, *limits)
+    prompt_ids, chosen_ids = tokenize_responses(
+        tokenizer, pairs.prompts, pairs.chosen, *limits, pairs.chosen_ended
+    )
+    _, rejected_ids = tokenize_responses(
+        tokenizer, pairs.prompts, pairs.rejected, *limits, pairs.rejected_ended
+    )
     return TokenizedPairs(prompt_ids, chosen_ids, rejected_ids)
 
 
