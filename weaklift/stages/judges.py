@@ -125,11 +125,12 @@ def candidates_stage(
 
 
 def pair_candidates_stage(ctx: StageContext, pairs: Pairs) -> Artifact:
-    """Held-out pairs as two candidates per prompt, [chosen, rejected], for the judges to score."""
+    """Held-out pairs as two candidates per prompt, [chosen, rejected], for the judges to score
+    (a file's replies are whole: both ended)."""
 
     def compute(out: Path) -> dict:
         rows = [
-            {"prompt": p, "candidates": [c, r]}
+            {"prompt": p, "candidates": [c, r], "ended": [True, True]}
             for p, c, r in zip(pairs.prompts, pairs.chosen, pairs.rejected, strict=True)
         ]
         _write_jsonl(out / "candidates.jsonl", rows)
@@ -160,7 +161,7 @@ def judge_scores_stage(ctx: StageContext, judge: LMSource, candidates: Artifact)
             [r["candidates"] for r in rows],
             train.max_length,
             train.max_response_length,
-            ended=[r.get("ended", [True] * len(r["candidates"])) for r in rows],
+            ended=[r["ended"] for r in rows],
         )
         save_json(out, "scores", scores)
         return {"candidates": sum(len(s) for s in scores)}
@@ -186,7 +187,7 @@ def judged_pairs_stage(
                 row["prompt"],
                 row["candidates"],
                 np.array([s[i] for s in per_judge], dtype=float),
-                row.get("ended"),
+                row["ended"],
             )
             for i, row in enumerate(rows)
         ]
