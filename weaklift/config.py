@@ -127,6 +127,17 @@ class ModelConfig(_Strict):
         description="Weak members: train on all of weak_train, or on a bootstrap resample of it.",
     )
     genft: GenftConfig = Field(default_factory=GenftConfig)
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = Field(
+        "auto",
+        description="Compute dtype of the backbone's weights and forward pass: auto = bfloat16 where "
+        "the device runs it fast (CUDA with bf16, a CPU with AMX/AVX-512-BF16), else float32. "
+        "Heads, adapters, optimizer states and losses stay float32.",
+    )
+    gradient_checkpointing: bool = Field(
+        False,
+        description="lora/full: recompute activations in the backward pass instead of keeping "
+        "them (less memory, about a third more compute).",
+    )
 
     @field_validator("layer", mode="before")
     @classmethod

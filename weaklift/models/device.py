@@ -1,0 +1,82 @@
+"""The one place that picks where models run and in which compute dtype.
+
+Nothing here touches CUDA at import time: every answer is computed when a stage asks, so a module
+that imports this one still imports on a machine without a GPU.
+
+``auto`` means bfloat16 where the device multiplies bfloat16 fast (a CUDA GPU with bf16 support; a
+CPU with AMX or AVX-512-BF16, read from ``/proc/cpuinfo`` at run time), float32 elsewhere. Heads,
+adapters, optimizer states, losses and soft targets stay float32 whatever the compute dtype.
+"""
+
+from __future__ import annotations
+
+import functools
+from pathlib import Path
+from typing import Literal
+
+import torch
+
+from weaklift.errors import WeakliftError
+
+DtypeName = Literal["auto", "bfloat16", "float16", "float32"]
+DTYPES: dict[str, torch.dtype] = {
+    "bfloat16": torch.bfloat16,
+    "float16": torch.float16,
+    "float32": torch.float32,
+}
+# CPU flags whose presence means bf16 matrix products run in hardware (AMX tiles, AVX-512 BF16).
+_FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
+
+
+def compute_device() -> torch.device:
+    """CUDA when a GPU is visible at call time, else the CPU."""
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """The CPU feature flags of this machine (empty where /proc/cpuinfo does not exist)."""
+    path = Path("/proc/cpuinfo")
+    if not path.exists():
+        return frozenset()
+    for line in path.read_text().splitlines():
+        if line.startswith("flags"):
+            return frozenset(line.split(":", 1)[1].split())
+    return frozenset()
+
+
+def fast_bf16(device: torch.device) -> bool:
+    """Whether ``device`` runs bfloat16 matrix products faster than float32."""
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    return bool(cpu_flags() & _FAST_BF16_CPU_FLAGS)
+
+
+def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
+    """The compute dtype a model config's ``dtype`` means on ``device`` (default: compute_device).
+
+    Raises WeakliftError for a dtype the device cannot run (float16 on a CPU; bfloat16 on a GPU
+    without it), naming the field and the fix.
+    """
+    device = device or compute_device()
+    if name == "auto":
+        return torch.bfloat16 if fast_bf16(device) else torch.float32
+    if name not in DTYPES:
+        raise WeakliftError(
+            f"dtype {name!r} is not a compute dtype", "use auto, bfloat16, float16 or float32"
+        )
+    if name == "float16" and device.type == "cpu":
+        raise WeakliftError(
+            "dtype float16 needs a GPU (CPU half-precision matmuls are slow and lossy)",
+            "use dtype=auto or dtype=bfloat16 on a CPU",
+        )
+    if name == "bfloat16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        raise WeakliftError(
+            "dtype bfloat16: this GPU does not support it", "use dtype=float16 or dtype=float32"
+        )
+    return DTYPES[name]
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """``torch.bfloat16`` -> ``"bfloat16"`` (what cache keys and results.json record)."""
+    return str(dtype).removeprefix("torch.")
