@@ -104,3 +104,23 @@ def test_tiny_generation_run_on_chess_move(tmp_path):
     assert 0.0 <= student["move_accuracy"] <= 1.0 and 0.0 <= student["legal_rate"] <= 1.0
     lo, hi = student["move_accuracy_ci"]
     assert lo <= student["move_accuracy"] <= hi
+
+
+# Back-rank mate with two rooks: Ra8# and Rb8# both mate; Ra7 is legal and does not.
+TWO_MATES = "7k/6pp/8/8/8/8/8/RR4K1 w - - 0 1"
+
+
+@pytest.mark.parametrize(
+    ("output", "reference", "correct"),
+    [
+        ("Ra8", "Ra8", 1),  # the listed mate
+        ("Rb8", "Ra8", 1),  # the other mate solves a mate-in-one too
+        ("Rb8#", "Ra8", 1),
+        ("Ra7", "Ra8", 0),  # legal, no mate
+        ("Rb8", "Ra7", 0),  # the listed move is no mate: only it counts
+    ],
+)
+def test_any_mate_solves_a_mate_in_one(output, reference, correct):
+    pytest.importorskip("chess")
+    stats = METRICS["chess_move"].stats([output], [reference], [TWO_MATES])
+    assert stats.tolist() == [[correct, 1, 1]]

@@ -57,6 +57,11 @@ class TaskConfig(_Strict):
         False,
         description="Tasks `chess` and `chess_move`: show the board as an 8x8 grid of characters too.",
     )
+    classes: Literal["binary", "all"] = Field(
+        "binary",
+        description="Multi-class sentiment (tweeteval_sentiment): binary = negative vs positive, "
+        "neutral left out (Burns et al.); all = keep every class.",
+    )
 
 
 class LoraConfig(_Strict):

@@ -208,8 +208,26 @@ def first_move(text: str, fen: str) -> str | None:
 
 
 def _chess_move_stats(predicted: str, reference: str, fen: str) -> list[float]:
+    """Correct when the move is the listed one, or, on a mate-in-one (the listed move mates:
+    Lichess's ``mateIn1`` theme means exactly that), any other move that mates, since Lichess
+    accepts every mate as the solution."""
     move = first_move(predicted, fen)
-    return [float(move is not None and move == reference.strip()), float(move is not None), 1.0]
+    correct = move is not None and (
+        move == reference.strip() or (_mates(fen, move) and _mates(fen, reference.strip()))
+    )
+    return [float(correct), float(move is not None), 1.0]
+
+
+def _mates(fen: str, san: str) -> bool:
+    """Whether the legal move ``san`` (no +/#) checkmates on ``fen``."""
+    import chess
+
+    board = chess.Board(fen)
+    try:
+        board.push(board.parse_san(san))
+    except ValueError:
+        return False
+    return board.is_checkmate()
 
 
 def _chess_move_summary(s: np.ndarray) -> dict[str, float]:

@@ -12,10 +12,22 @@ from weaklift.tasks import builtin
 from weaklift.tasks.base import ClassificationData, PreferenceData
 from weaklift.tasks.builtin import TaskSpec
 from weaklift.tasks.chess import load_chess, load_chess_move
+from weaklift.tasks.choice import ChoiceTask, question_template
+from weaklift.tasks.classic import ETHICS, load_cola, load_tweeteval_sentiment, load_wic
 from weaklift.tasks.facts import load_facts
 from weaklift.tasks.generation import GenerationData, load_file_generation, load_gsm8k, load_slurp
 from weaklift.tasks.pairs import PairsData, load_hh_dpo, load_pairs_file
 from weaklift.tasks.preference import load_hh_pairs
+from weaklift.tasks.qa_releases import (
+    read_commonsense_qa,
+    read_dream,
+    read_mc_taco,
+    read_multirc,
+    read_openbookqa,
+    read_piqa,
+    read_quail,
+    read_social_iqa,
+)
 
 __all__ = [
     "TASKS",
@@ -37,6 +49,24 @@ def _load_file(cfg: TaskConfig, seed: int) -> ClassificationData | GenerationDat
     return builtin.load_file_task(cfg, seed)
 
 
+def _piqa_template(question, answer: str) -> str:
+    return f"Goal: {question.question}\nSolution: {answer}"
+
+
+CHOICE: dict[str, ChoiceTask] = {
+    task.name: task
+    for task in (
+        ChoiceTask("dream", "dream", read_dream),
+        ChoiceTask("openbookqa", "openbookqa", read_openbookqa, question_template),
+        ChoiceTask("piqa", "piqa", read_piqa, _piqa_template),
+        ChoiceTask("quail", "quail", read_quail),
+        ChoiceTask("social_iqa", "social_iqa", read_social_iqa),
+        ChoiceTask("mc_taco", "mc_taco", read_mc_taco),
+        ChoiceTask("commonsense_qa", "commonsense_qa", read_commonsense_qa, question_template),
+        ChoiceTask("multirc", "multirc", read_multirc),
+    )
+}
+
 TASKS: dict[str, TaskSpec] = {
     "facts": TaskSpec(
         "facts",
@@ -50,13 +80,40 @@ TASKS: dict[str, TaskSpec] = {
         "sst2", "movie review sentence sentiment (stanfordnlp/sst2)", builtin.SST2.load
     ),
     "boolq": TaskSpec(
-        "boolq", "yes/no question about a passage (google/boolq)", builtin.BOOLQ.load
+        "boolq",
+        "yes/no question about a passage (google/boolq; release or SuperGLUE JSONL)",
+        builtin.BOOLQ.load,
+        version=2,  # 2: truncated from the passage's start, SuperGLUE files
     ),
     "cosmos_qa": TaskSpec(
         "cosmos_qa",
         "commonsense reading comprehension, true or other answer (allenai/cosmos_qa)",
         builtin.COSMOS_QA.load,
     ),
+    **{
+        task.name: TaskSpec(task.name, description, task.load)
+        for task, description in (
+            (CHOICE["dream"], "dialogue + question + answer: correct or seeded distractor (DREAM)"),
+            (CHOICE["openbookqa"], "science question + answer: correct or distractor (OpenBookQA)"),
+            (CHOICE["piqa"], "physical goal + solution: correct or the other one (PIQA)"),
+            (CHOICE["quail"], "passage + question + answer: correct or distractor (QuAIL)"),
+            (CHOICE["social_iqa"], "social situation + question + answer (Social IQa)"),
+            (CHOICE["mc_taco"], "sentence + temporal question + plausible or implausible answer"),
+            (CHOICE["commonsense_qa"], "question + answer: correct or distractor (CommonsenseQA)"),
+            (CHOICE["multirc"], "passage + question + true or false answer (SuperGLUE MultiRC)"),
+        )
+    },
+    "cola": TaskSpec("cola", "is the sentence grammatical? (CoLA cola_public/raw)", load_cola),
+    "wic": TaskSpec("wic", "is a word used in the same sense in two sentences? (WiC)", load_wic),
+    "tweeteval_sentiment": TaskSpec(
+        "tweeteval_sentiment",
+        "tweet sentiment, negative vs positive (task.classes=all: 3 classes) (TweetEval)",
+        load_tweeteval_sentiment,
+    ),
+    **{
+        name: TaskSpec(name, f"ETHICS {subset.folder} (Hendrycks et al. 2021 CSVs)", subset.load)
+        for name, subset in ETHICS.items()
+    },
     "amazon_polarity": TaskSpec(
         "amazon_polarity",
         "product review sentiment (fancyzhx/amazon_polarity)",
@@ -109,6 +166,7 @@ TASKS: dict[str, TaskSpec] = {
         "legal-move rate (needs task.path; pip install 'weaklift[chess]')",
         load_chess_move,
         kind="generation",
+        version=2,  # 2: any mate counts on a mate-in-one (the metric reads the same data)
     ),
     "file": TaskSpec(
         "file",
@@ -117,6 +175,9 @@ TASKS: dict[str, TaskSpec] = {
         _load_file,
     ),
 }
+
+
+MULTICLASS_FORMS = ("tweeteval_sentiment",)  # tasks whose task.classes=all keeps every class
 
 
 def task_kind(cfg: TaskConfig) -> str:
@@ -150,6 +211,11 @@ def load_task(cfg: TaskConfig) -> ClassificationData | PairsData:
     if cfg.board and cfg.name not in ("chess", "chess_move"):
         raise WeakliftError(
             f"task.board is only used by task `chess`, not {cfg.name!r}", "remove task.board"
+        )
+    if cfg.classes != "binary" and cfg.name not in MULTICLASS_FORMS:
+        raise WeakliftError(
+            f"task.classes is only used by {', '.join(MULTICLASS_FORMS)}, not {cfg.name!r}",
+            "remove task.classes",
         )
     data = spec.load(cfg, cfg.seed)
     if isinstance(data, PairsData):

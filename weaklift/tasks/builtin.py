@@ -8,6 +8,7 @@ HH-RLHF, the original release files. The generic ``file`` task formats any table
 
 from __future__ import annotations
 
+import json
 import math
 import re
 import string
@@ -101,8 +102,23 @@ def format_sst2(row: Row, rng: np.random.Generator) -> tuple[str, int] | None:
     return None if label < 0 else (str(row["sentence"]), label)  # hub test split: label -1
 
 
-def format_boolq(row: Row, rng: np.random.Generator) -> tuple[str, int]:
+def format_boolq(row: Row, rng: np.random.Generator) -> tuple[str, int] | None:
+    """Passage first, question last: the task truncates from the left, so a long passage loses
+    its start and the question is always kept."""
+    if row["answer"] is None:
+        return None  # SuperGLUE test split: no label
     return f"Passage: {row['passage']}\nQuestion: {row['question']}", _bool_label(row["answer"])
+
+
+def read_boolq_release(path: Path) -> list[Row]:
+    """BoolQ JSONL as the original release (``answer``) or SuperGLUE (``label``) spells it."""
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if line.strip():
+            row = json.loads(line)
+            answer = row["answer"] if "answer" in row else row.get("label")
+            rows.append({"question": row["question"], "passage": row["passage"], "answer": answer})
+    return rows
 
 
 def format_cosmos_qa(row: Row, rng: np.random.Generator) -> tuple[str, int] | None:
@@ -155,6 +171,7 @@ class HubTask:
     seed_offset: int
     label_names: tuple[str, ...] = ("false", "true")
     release_readers: Mapping[str, Reader] = field(default_factory=dict)
+    truncation_side: str = "right"  # left: the text ends with what must survive truncation
 
     def load(self, cfg: TaskConfig, seed: int) -> ClassificationData:
         reject_file_options(cfg)
@@ -170,7 +187,10 @@ class HubTask:
             labels=np.asarray(labels, dtype=np.int64),
             label_names=list(self.label_names),
             source=source,
-            extra={"skipped_unlabelled": len(rows) - len(texts)},
+            extra={
+                "skipped_unlabelled": len(rows) - len(texts),
+                **({"truncation_side": "left"} if self.truncation_side == "left" else {}),
+            },
         )
 
     def _format(
@@ -207,13 +227,22 @@ SST2 = HubTask(
     label_names=("negative", "positive"),
     release_readers={"stsa.binary.*": read_sst2_release},
 )
-BOOLQ = HubTask("boolq", "google/boolq", ("question", "passage", "answer"), format_boolq, 103)
+BOOLQ = HubTask(
+    "boolq",
+    "google/boolq",
+    ("question", "passage", "answer"),
+    format_boolq,
+    seed_offset=103,
+    release_readers={"*.jsonl": read_boolq_release},
+    truncation_side="left",
+)
 COSMOS_QA = HubTask(
     "cosmos_qa",
     "allenai/cosmos_qa",
     ("context", "question", "answer0", "answer1", "answer2", "answer3", "label"),
     format_cosmos_qa,
     seed_offset=104,
+    truncation_side="left",
 )
 AMAZON_POLARITY = HubTask(
     "amazon_polarity",

@@ -89,7 +89,7 @@ def require_columns(
 def read_file(path: str | Path, readers: Mapping[str, Reader] | None = None) -> list[Row]:
     """Rows of one file; ``readers`` adds release formats (e.g. SST-2's ``stsa.binary.*``)."""
     path = Path(path)
-    all_readers = {**(readers or {}), **READERS}
+    all_readers = {**READERS, **(readers or {})}  # a release reader overrides a generic one
     reader = _reader_for(path, all_readers)
     if reader is None:
         raise WeakliftError(
@@ -162,3 +162,22 @@ def load_hub(hub_id: str) -> list[Row]:
             f"could not load {hub_id} from the Hugging Face hub ({reason})",
             "download it and pass task.path=<file or folder>",
         ) from err
+
+
+def release_files(root: str | Path, pattern: str, prefer: Iterable[str] = ()) -> list[Path]:
+    """Files named like ``pattern`` (fnmatch) under ``root``, recursively, in sorted path order.
+
+    A release may be passed as the folder it unpacks to or as the folder holding its files
+    (flat); both find the same files. ``prefer`` names sub-folders (e.g. CoLA's ``raw``) that, when
+    they exist, are searched alone, so a release's second copy of the data (``tokenized/``) is not
+    pooled twice.
+    """
+    root = Path(root).expanduser()
+    if not root.exists():
+        raise WeakliftError(f"task.path {root} does not exist", _PATH_FIX)
+    if root.is_file():
+        return [root] if fnmatch.fnmatch(root.name, pattern) else []
+    for name in prefer:
+        for folder in sorted(p for p in root.rglob(name) if p.is_dir()):
+            return sorted(p for p in folder.rglob(pattern) if p.is_file())
+    return sorted(p for p in root.rglob(pattern) if p.is_file())
