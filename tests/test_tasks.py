@@ -315,7 +315,9 @@ def test_builtins_read_hub_columns_from_local_files(tmp_path):
     assert data.texts == ["Nice very", "No x"] and data.label_names == ["negative", "positive"]
 
 
-def test_cosmos_qa_none_of_the_above_is_always_false(tmp_path):
+def test_cosmos_qa_none_of_the_above_is_an_answer_like_any_other(tmp_path):
+    """Two statements a question; "None of the above" is shown right when it is right (the
+    paper's code always showed it wrong, so the answer alone gave the label away)."""
     row = {
         "context": "c",
         "question": "q",
@@ -325,14 +327,16 @@ def test_cosmos_qa_none_of_the_above_is_always_false(tmp_path):
         "answer3": "None of the above choices .",
         "label": 3,
     }
-    data = load_task(
-        TaskConfig(name="cosmos_qa", path=str(_write(tmp_path / "c.jsonl", [row] * 20)))
+    rows = [{**row, "id": f"r{i}"} for i in range(20)] + [{**row, "label": -1}]
+    data = load_task(TaskConfig(name="cosmos_qa", path=str(_write(tmp_path / "c.jsonl", rows))))
+    assert (
+        data.labels.tolist() == [1, 0] * 20
+        and data.groups.tolist() == np.repeat(np.arange(20), 2).tolist()
     )
-    assert data.labels.tolist() == [0] * 20
     assert all(
-        "None of the above" not in t and t.startswith("Context: c\nQuestion: q\nAnswer: ")
-        for t in data.texts
+        t == "Context: c\nQuestion: q\nAnswer: None of the above choices ." for t in data.texts[::2]
     )
+    assert {t.rsplit(": ", 1)[1] for t in data.texts[1::2]} == {"a", "b", "d"}
 
 
 def test_builtin_missing_column_names_it(tmp_path):

@@ -19,6 +19,7 @@ from weaklift.tasks.generation import GenerationData, load_file_generation, load
 from weaklift.tasks.pairs import PairsData, load_hh_dpo, load_pairs_file
 from weaklift.tasks.preference import load_hh_pairs
 from weaklift.tasks.qa_releases import (
+    load_cosmos_qa,
     read_commonsense_qa,
     read_dream,
     read_mc_taco,
@@ -87,8 +88,9 @@ TASKS: dict[str, TaskSpec] = {
     ),
     "cosmos_qa": TaskSpec(
         "cosmos_qa",
-        "commonsense reading comprehension, true or other answer (allenai/cosmos_qa)",
-        builtin.COSMOS_QA.load,
+        "commonsense reading comprehension: correct answer or seeded distractor (allenai/cosmos_qa)",
+        load_cosmos_qa,
+        version=2,  # 2: two statements a question, grouped; truncated from the passage's start
     ),
     **{
         task.name: TaskSpec(task.name, description, task.load)

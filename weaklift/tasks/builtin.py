@@ -121,22 +121,6 @@ def read_boolq_release(path: Path) -> list[Row]:
     return rows
 
 
-def format_cosmos_qa(row: Row, rng: np.random.Generator) -> tuple[str, int] | None:
-    """The true answer or another one; "None of the above" answers are always shown wrong."""
-    true_index = _int_label(row["label"])
-    if true_index < 0:
-        return None  # hub test split is unlabelled
-    answers = [str(row[f"answer{i}"]) for i in range(4)]
-    true_answer = answers[true_index]
-    label = 0 if "None of the above choices ." in true_answer else int(rng.random() < 0.5)
-    others = [answer for answer in answers if answer != true_answer]
-    if not label and not others:
-        return None
-    answer = true_answer if label else others[rng.integers(len(others))]
-    text = f"Context: {row['context']}\nQuestion: {row['question']}\nAnswer: {answer}"
-    return text, label
-
-
 def format_amazon_polarity(row: Row, rng: np.random.Generator) -> tuple[str, int]:
     return f"{row['title']} {row['content']}", _bool_label(row["label"])
 
@@ -234,14 +218,6 @@ BOOLQ = HubTask(
     format_boolq,
     seed_offset=103,
     release_readers={"*.jsonl": read_boolq_release},
-    truncation_side="left",
-)
-COSMOS_QA = HubTask(
-    "cosmos_qa",
-    "allenai/cosmos_qa",
-    ("context", "question", "answer0", "answer1", "answer2", "answer3", "label"),
-    format_cosmos_qa,
-    seed_offset=104,
     truncation_side="left",
 )
 AMAZON_POLARITY = HubTask(

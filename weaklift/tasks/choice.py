@@ -49,6 +49,11 @@ def passage_template(question: Question, answer: str) -> str:
     return f"{question.passage}\nQuestion: {question.question}\nAnswer: {answer}"
 
 
+def context_template(question: Question, answer: str) -> str:
+    """As ``passage_template``, with the passage named (Cosmos QA's wording in Burns et al.)."""
+    return f"Context: {question.passage}\nQuestion: {question.question}\nAnswer: {answer}"
+
+
 def question_template(question: Question, answer: str) -> str:
     """No passage: the question and the answer."""
     return f"Question: {question.question}\nAnswer: {answer}"

@@ -5,7 +5,7 @@
 - ``gsm8k``: a grade-school maths question → its worked solution ending ``#### <answer>``;
   metric final-number accuracy.
 - ``chess_move`` (in ``tasks/chess.py``): a puzzle position → the solution's first move in SAN;
-  metric exact first-move accuracy, with the legal-move rate beside it.
+  metric first-move accuracy (on a mate-in-one any mating move counts), with the legal-move rate.
 - ``file`` with ``task.kind=generation``: ``task.template`` builds the prompt, ``task.target_column``
   holds the target; metric exact match (whitespace-normalised).
 """

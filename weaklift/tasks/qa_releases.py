@@ -15,9 +15,12 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from weaklift.config import TaskConfig
 from weaklift.errors import WeakliftError
-from weaklift.tasks.choice import Question
-from weaklift.tasks.loaders import release_files
+from weaklift.tasks.base import ClassificationData
+from weaklift.tasks.builtin import reject_file_options
+from weaklift.tasks.choice import Question, context_template, pair_statements
+from weaklift.tasks.loaders import load_hub, read_path, release_files, require_columns
 
 
 def _parse(path: Path, parse: Callable[[Path], list[Question]]) -> list[Question]:
@@ -316,3 +319,51 @@ def read_multirc(root: Path) -> list[Question]:
         return questions
 
     return [q for p in release_files(root, "*.jsonl") for q in _parse(p, parse)]
+
+
+# ---------------------------------------------------------------- Cosmos QA
+
+COSMOS_HUB = "allenai/cosmos_qa"
+COSMOS_COLUMNS = ("context", "question", "answer0", "answer1", "answer2", "answer3", "label")
+
+
+def cosmos_questions(rows: list[dict[str, Any]], source: str) -> list[Question]:
+    """Cosmos QA rows (release ``{train,valid}.csv`` or the hub's columns); label -1 (the hub's
+    test split) is unlabelled and skipped. "None of the above choices ." is an answer like any
+    other: right when the release says so, a possible distractor otherwise (the paper's code
+    always showed it wrong, which let the answer alone give the label away)."""
+    questions = []
+    for i, row in enumerate(rows):
+        try:
+            right = int(row["label"])
+        except (TypeError, ValueError) as err:
+            raise WeakliftError(
+                f"task 'cosmos_qa': row {i} of {source} has label {row['label']!r}",
+                "use the release files (label 0-3)",
+            ) from err
+        if right < 0:
+            continue
+        answers = tuple(str(row[f"answer{k}"]) for k in range(4))
+        qid = str(row.get("id") or i)
+        questions.append(
+            Question(
+                qid,
+                str(row["question"]),
+                answers,
+                tuple(k == right for k in range(4)),
+                str(row["context"]),
+            )
+        )
+    return questions
+
+
+def load_cosmos_qa(cfg: TaskConfig, seed: int) -> ClassificationData:
+    """Cosmos QA from ``task.path`` (release CSVs or hub-column files) or the hub."""
+    reject_file_options(cfg)
+    if cfg.path is not None:
+        rows, source = read_path(cfg.path, COSMOS_COLUMNS), str(cfg.path)
+    else:
+        rows, source = load_hub(COSMOS_HUB), f"hf:{COSMOS_HUB}"
+        require_columns(rows, COSMOS_COLUMNS, source)
+    questions = cosmos_questions(rows, source)
+    return pair_statements("cosmos_qa", questions, seed, context_template, source)
