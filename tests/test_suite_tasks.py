@@ -259,6 +259,9 @@ def test_tweeteval_binary_by_default_all_classes_on_request(tmp_path):
     assert full.labels.tolist() == [0, 1, 2] and full.num_classes == 3
     with pytest.raises(WeakliftError, match="task.classes is only used by tweeteval_sentiment"):
         _load("cola", tmp_path, classes="all")
+    _put(root / "mapping.txt", "0\tnegative\n1\tpositive\n")  # another subset's mapping
+    with pytest.raises(WeakliftError, match="mapping.txt maps labels"):
+        _load("tweeteval_sentiment", tmp_path)
 
 
 def _ethics_root(tmp_path: Path) -> Path:

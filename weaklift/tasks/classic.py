@@ -128,6 +128,7 @@ def load_tweeteval_sentiment(cfg: TaskConfig, seed: int) -> ClassificationData:
     1 neutral, 2 positive; ``mapping.txt``). Default: negative (0) vs positive (1), neutral
     tweets left out, as Burns et al. binarise sentiment; ``task.classes=all`` keeps 3 classes."""
     root = _need_path(cfg, "tweeteval")
+    _check_sentiment_mapping(root)
     keep_all = cfg.classes == "all"
     examples, neutral = [], 0
     for text_file in release_files(root, "*_text.txt"):
@@ -152,6 +153,22 @@ def load_tweeteval_sentiment(cfg: TaskConfig, seed: int) -> ClassificationData:
             examples.append((text, value, f"{text_file.name}:{number}"))
     names = ["negative", "neutral", "positive"] if keep_all else ["negative", "positive"]
     return _pool("tweeteval_sentiment", examples, names, str(root), skipped_neutral=neutral)
+
+
+SENTIMENT_MAPPING = {"0": "negative", "1": "neutral", "2": "positive"}
+
+
+def _check_sentiment_mapping(root: Path) -> None:
+    """``mapping.txt`` ("id<TAB>name" a line), when present, must say what the binarisation
+    assumes (0 negative, 1 neutral, 2 positive): another subset's mapping would be misread."""
+    for path in release_files(root, "mapping.txt"):
+        pairs = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()]
+        mapping = {p[0].strip(): p[-1].strip().lower() for p in pairs if len(p) == 2}
+        if mapping != SENTIMENT_MAPPING:
+            raise WeakliftError(
+                f"{path} maps labels as {mapping}, not TweetEval sentiment's {SENTIMENT_MAPPING}",
+                "point task.path at TweetEval's datasets/sentiment folder",
+            )
 
 
 # ---------------------------------------------------------------- ETHICS

@@ -264,8 +264,7 @@ def read_quail(root: Path) -> list[Question]:
 
 def read_mc_taco(root: Path) -> list[Question]:
     """MC-TACO ``dev_3783.tsv``/``test_9442.tsv``: sentence, question, answer, yes/no, category,
-    one candidate answer a line; consecutive lines with one sentence and question are one
-    question."""
+    one candidate answer a line; the lines with one sentence and question are one question."""
 
     def parse(path: Path) -> list[Question]:
         groups: dict[tuple[str, str], list[tuple[str, bool]]] = {}
