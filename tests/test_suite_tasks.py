@@ -203,8 +203,24 @@ def test_cosmos_qa_and_boolq_read_their_release_files(tmp_path):
     assert data.extra["truncation_side"] == "left" and data.extra["skipped_unlabelled"] == 1
 
 
+def test_malformed_release_files_name_the_file(tmp_path):
+    bad = [[["M: hi"], [{"question": "q", "choice": ["a", "b"], "answer": "c"}], "d1"]]
+    path = _put(tmp_path / "dream" / "dev.json", json.dumps(bad))
+    with pytest.raises(WeakliftError, match=f"could not read {path}.*not a choice"):
+        _load("dream", tmp_path / "dream")
+    _put(tmp_path / "taco" / "dev_3783.tsv", "s\tq\ta\tmaybe\tEvent Duration\n")
+    with pytest.raises(WeakliftError, match="line 1 is not sentence, question, answer, yes/no"):
+        _load("mc_taco", tmp_path / "taco")
+    _put(tmp_path / "siqa" / "dev.jsonl", _jsonl([{"context": "c", "question": "q",
+         "answerA": "a", "answerB": "b", "answerC": "c"}]))  # fmt: skip
+    _put(tmp_path / "siqa" / "dev-labels.lst", "4\n")
+    with pytest.raises(WeakliftError, match="label 4 is not 1, 2 or 3"):
+        _load("social_iqa", tmp_path / "siqa")
+    with pytest.raises(WeakliftError, match="no labelled release files"):
+        _load("piqa", tmp_path / "taco")
+
+
 def test_pair_is_seeded_by_question_not_by_neighbours(tmp_path):
-    rows = [{"goal": f"g{i}", "sol1": f"a{i}", "sol2": f"b{i}"} for i in range(3)]
     dream = [[["M: hi"], [{"question": f"q{i}", "choice": ["x", "y", "z", "w"], "answer": "x"}],
               f"d{i}"] for i in range(40)]  # fmt: skip
     _put(tmp_path / "d" / "train.json", json.dumps(dream))
@@ -213,7 +229,7 @@ def test_pair_is_seeded_by_question_not_by_neighbours(tmp_path):
     assert alone.texts == both.texts[10:12]
     other = _load("dream", tmp_path / "d", seed=4)
     assert other.texts[0::2] == both.texts[0::2] and other.texts[1::2] != both.texts[1::2]
-    assert rows  # piqa-style two-choice questions have one possible distractor
+    assert {t[-1] for t in both.texts[1::2]} == {"y", "z", "w"}  # every wrong answer drawn
 
 
 # ---------------------------------------------------------------- single texts and pairs

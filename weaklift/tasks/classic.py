@@ -137,7 +137,6 @@ def load_tweeteval_sentiment(cfg: TaskConfig, seed: int) -> ClassificationData:
             continue
         texts = text_file.read_text(encoding="utf-8").splitlines()
         labels = labels_file.read_text(encoding="utf-8").split()
-        texts = texts[: len(texts) if texts and texts[-1].strip() else len(texts) - 1]
         if len(texts) != len(labels):
             raise WeakliftError(
                 f"{text_file} has {len(texts)} lines but {labels_file} {len(labels)}",

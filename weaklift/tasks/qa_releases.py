@@ -23,10 +23,10 @@ from weaklift.tasks.choice import Question, context_template, pair_statements
 from weaklift.tasks.loaders import load_hub, read_path, release_files, require_columns
 
 
-def _parse(path: Path, parse: Callable[[Path], list[Question]]) -> list[Question]:
-    """Run one file's parser; any malformed content is one error naming the file."""
+def _parse(path: Path, parse: Callable[..., list[Question]], *more: Path) -> list[Question]:
+    """``parse(path, *more)``; any malformed content is one error naming the file."""
     try:
-        return parse(path)
+        return parse(path, *more)
     except WeakliftError:
         raise
     except Exception as err:  # KeyError, ValueError, JSON/XML errors: the file is not the release
@@ -176,7 +176,7 @@ def read_piqa(root: Path) -> list[Question]:
         ]
 
     pairs = _with_labels(release_files(root, "*.jsonl"), "-labels.lst")
-    return [q for d, lab in pairs for q in _parse(d, lambda _, d=d, lab=lab: parse_pair(d, lab))]
+    return [q for data, labels in pairs for q in _parse(data, parse_pair, labels)]
 
 
 def read_social_iqa(root: Path) -> list[Question]:
@@ -196,7 +196,7 @@ def read_social_iqa(root: Path) -> list[Question]:
         return questions
 
     pairs = _with_labels(release_files(root, "*.jsonl"), "-labels.lst")
-    return [q for d, lab in pairs for q in _parse(d, lambda _, d=d, lab=lab: parse_pair(d, lab))]
+    return [q for data, labels in pairs for q in _parse(data, parse_pair, labels)]
 
 
 # ---------------------------------------------------------------- QuAIL
