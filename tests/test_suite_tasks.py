@@ -350,6 +350,7 @@ def test_long_passage_is_truncated_from_its_start(tmp_path):
     tokenizer = word_tokenizer(data.texts)
     tokenizer.truncation_side = data.extra["truncation_side"]  # as stages/context.py sets it
     ids = tokenizer(data.texts, truncation=True, max_length=16)["input_ids"]  # as features.py
+    assert len(ids[0]) == 16 and ids[0][0] == tokenizer.bos_token_id  # BOS survives the cut
     kept = tokenizer.decode(ids[0], skip_special_tokens=True)
     assert kept.endswith("question : which word is last ? answer : w199")
     assert "w0 " not in kept and "w198" in kept  # the passage's start is what went
