@@ -203,6 +203,17 @@ def test_cosmos_qa_and_boolq_read_their_release_files(tmp_path):
     assert data.extra["truncation_side"] == "left" and data.extra["skipped_unlabelled"] == 1
 
 
+def test_max_examples_keeps_whole_questions(tmp_path):
+    dream = [[["M: hi"], [{"question": f"q{i}", "choice": ["x", "y"], "answer": "x"}], f"d{i}"]
+             for i in range(30)]  # fmt: skip
+    _put(tmp_path / "train.json", json.dumps(dream))
+    full = _load("dream", tmp_path, seed=2)
+    small = _load("dream", tmp_path, seed=2, max_examples=11)
+    _pairs_ok(small)
+    assert len(small.texts) == 10 and set(small.texts) <= set(full.texts)
+    assert small.texts == _load("dream", tmp_path, seed=2, max_examples=11).texts
+
+
 def test_malformed_release_files_name_the_file(tmp_path):
     bad = [[["M: hi"], [{"question": "q", "choice": ["a", "b"], "answer": "c"}], "d1"]]
     path = _put(tmp_path / "dream" / "dev.json", json.dumps(bad))

@@ -168,7 +168,7 @@ TASKS: dict[str, TaskSpec] = {
         "legal-move rate (needs task.path; pip install 'weaklift[chess]')",
         load_chess_move,
         kind="generation",
-        version=2,  # 2: any mate counts on a mate-in-one (the metric reads the same data)
+        version=2,  # 2: any mate counts on a mate-in-one; no evaluation by the old metric reused
     ),
     "file": TaskSpec(
         "file",

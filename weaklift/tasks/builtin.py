@@ -2,8 +2,9 @@
 
 The formatters follow openai/weak-to-strong (Burns et al. 2023): each raw row becomes one statement,
 and where the dataset has no binary label a seeded coin decides whether the statement is the true
-one. Each task also reads the hub columns from local files (``task.path``) and, for SciQ, SST-2 and
-HH-RLHF, the original release files. The generic ``file`` task formats any table with a template.
+one. Each task also reads the hub columns from local files (``task.path``) and, for SciQ, SST-2,
+BoolQ (release or SuperGLUE JSONL) and HH-RLHF, the original release files. The suite's
+multiple-choice tasks (Cosmos QA among them) live in ``choice.py`` and ``qa_releases.py``. The generic ``file`` task formats any table with a template.
 """
 
 from __future__ import annotations

@@ -87,15 +87,22 @@ def pair_statements(
     seed: int,
     template: Template,
     source: str,
+    max_examples: int | None = None,
 ) -> ClassificationData:
-    """Two statements per question (true answer, then the distractor), grouped by question."""
+    """Two statements per question (true answer, then the distractor), grouped by question.
+
+    ``max_examples`` keeps a seeded subset of whole questions (max_examples // 2 of them), so no
+    question loses one of its two statements and the pool stays exactly balanced.
+    """
+    pairs = [(number, draw_pair(q, seed, name)) for number, q in enumerate(questions)]
+    usable = [(number, pair) for number, pair in pairs if pair is not None]
+    skipped = len(pairs) - len(usable)
+    if max_examples is not None and max_examples < 2 * len(usable):
+        keep = np.random.default_rng(seed).choice(len(usable), max_examples // 2, replace=False)
+        usable = [usable[i] for i in np.sort(keep)]
     texts, labels, answers, groups = [], [], [], []
-    skipped = 0
-    for number, question in enumerate(questions):
-        pair = draw_pair(question, seed, name)
-        if pair is None:
-            skipped += 1
-            continue
+    for number, pair in usable:
+        question = questions[number]
         for answer, label in zip(pair, (1, 0), strict=True):
             texts.append(template(question, answer))
             labels.append(label)
@@ -143,4 +150,6 @@ class ChoiceTask:
                 f"task {self.name!r}: no labelled release files found under {cfg.path}",
                 f"set task.path to the {self.name} release folder (or the folder of its files)",
             )
-        return pair_statements(self.name, questions, seed, self.template, str(cfg.path))
+        return pair_statements(
+            self.name, questions, seed, self.template, str(cfg.path), cfg.max_examples
+        )

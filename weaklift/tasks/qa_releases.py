@@ -365,4 +365,4 @@ def load_cosmos_qa(cfg: TaskConfig, seed: int) -> ClassificationData:
         rows, source = load_hub(COSMOS_HUB), f"hf:{COSMOS_HUB}"
         require_columns(rows, COSMOS_COLUMNS, source)
     questions = cosmos_questions(rows, source)
-    return pair_statements("cosmos_qa", questions, seed, context_template, source)
+    return pair_statements("cosmos_qa", questions, seed, context_template, source, cfg.max_examples)
