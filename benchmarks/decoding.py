@@ -1,7 +1,7 @@
 """Decoding throughput (generated tokens/s) of a zoo causal LM: batched vs one prompt at a time.
 
 Prompts are SLURP utterances in the task's prompt format (``--data``, default the shared release
-files), decoded by ``weaklift.models.decoding.generate_nbest`` (beam search with the KV cache,
+files), decoded by ``weaklift.models.lm.generate`` (beam search with the KV cache,
 prompts grouped by length, left padding). "Generated tokens" are the tokens of the returned outputs
 up to and including EOS. Run it under the machine-wide lock:
 
@@ -19,7 +19,7 @@ from pathlib import Path
 import torch
 
 from weaklift.models.causal_lm import load_causal_lm
-from weaklift.models.decoding import generate_nbest
+from weaklift.models.lm import Decoding, PromptRule, encode_prompts, generate
 from weaklift.tasks.generation import slurp_example
 
 
@@ -30,15 +30,10 @@ def slurp_prompts(folder: Path, n: int) -> list[str]:
 
 def time_decoding(lm, prompts: list[str], beams: int, batch_size: int, max_new: int) -> dict:
     start = time.perf_counter()
-    outputs = generate_nbest(
-        lm.model,
-        lm.tokenizer,
-        prompts,
-        beams=beams,
-        n_best=1,
-        max_new_tokens=max_new,
-        batch_size=batch_size,
-        desc=f"beams {beams} batch {batch_size}",
+    how = Decoding(num=1, beams=beams, max_new_tokens=max_new, batch_size=batch_size)
+    prompt_ids = encode_prompts(lm.tokenizer, prompts, PromptRule(128))
+    outputs = generate(
+        lm.model, lm.tokenizer, prompt_ids, how, desc=f"beams {beams} batch {batch_size}"
     )
     seconds = time.perf_counter() - start
     tokens = sum(len(row[0].token_ids) for row in outputs)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,3 +19,13 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _auto_dtype_is_float32() -> Iterator[None]:
+    """``dtype: auto`` resolves to float32 in tests, whatever this machine's CPU runs fast, so
+    their numbers do not depend on the host; tests of bfloat16 name it explicitly. Session-wide,
+    so module-scoped fixtures that load models see it too."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr("weaklift.models.device.fast_bf16", lambda device: False)
+        yield

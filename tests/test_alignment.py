@@ -82,3 +82,18 @@ def test_slow_tokenizers_are_refused():
 
     with pytest.raises(WeakliftError, match="slow"):
         check_offsets(Slow(), "some-model")
+
+
+def test_whitespace_only_output_cut_at_the_limit_is_not_ended(weak_tok):
+    """Defect 2: two lone Ġ tokens and no EOS (cut at max_new_tokens) were returned as
+    word_logprobs=[-5.0], ended=True, scoring (and training) an EOS that was never written."""
+    space = weak_tok.convert_tokens_to_ids(["Ġ", "Ġ"])
+    out = weak_output(weak_tok, space, [-1.0, -2.0], weak_tok.eos_token_id)
+    assert out.words == [] and not out.ended
+    assert out.word_logprobs == pytest.approx([-3.0])
+    ids, _ = strong_targets(weak_tok, out, max_length=10)
+    assert weak_tok.eos_token_id not in ids  # nothing trains an EOS it never wrote
+    ended = weak_output(
+        weak_tok, space + [weak_tok.eos_token_id], [-1.0, -2.0, -0.5], weak_tok.eos_token_id
+    )
+    assert ended.ended and ended.word_logprobs == pytest.approx([-3.5])  # the mass joins its EOS

@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from weaklift.models.causal_lm import load_causal_lm
-from weaklift.models.decoding import generate_nbest
+from weaklift.models.lm import Decoding, PromptRule, encode_prompts, generate
 
 
 @pytest.mark.slow
@@ -14,7 +14,6 @@ from weaklift.models.decoding import generate_nbest
 def test_zoo_models_load_with_their_tied_head_and_know_paris(name):
     lm = load_causal_lm(name, device="cpu")
     assert lm.model.get_output_embeddings().weight is lm.model.get_input_embeddings().weight
-    [[best]] = generate_nbest(
-        lm.model, lm.tokenizer, ["The capital of France is"], beams=1, n_best=1, max_new_tokens=4
-    )
+    prompt_ids = encode_prompts(lm.tokenizer, ["The capital of France is"], PromptRule(128))
+    [[best]] = generate(lm.model, lm.tokenizer, prompt_ids, Decoding(num=1, max_new_tokens=4))
     assert "Paris" in lm.tokenizer.decode(best.token_ids)

@@ -7,8 +7,14 @@ import pytest
 
 from tests.tiny_lms import bpe_tokenizer, make_tiny_lm
 from weaklift.models.causal_lm import load_causal_lm
-from weaklift.models.decoding import generate_nbest, length_groups
-from weaklift.training.generation import sequence_logprobs
+from weaklift.models.lm import (
+    Decoding,
+    PromptRule,
+    encode_prompts,
+    generate,
+    length_groups,
+    token_logprobs,
+)
 
 PROMPTS = [
     "Utterance: wake me up at seven\nSemantics:",
@@ -28,10 +34,20 @@ def lm(tmp_path_factory):
 
 
 def _decode(lm, prompts, batch_size, beams=3, n_best=2, length_penalty=1.0):
-    return generate_nbest(
-        lm.model, lm.tokenizer, prompts, beams=beams, n_best=n_best, max_new_tokens=6,
-        length_penalty=length_penalty, batch_size=batch_size,
+    how = Decoding(
+        num=n_best, beams=beams, max_new_tokens=6, length_penalty=length_penalty,
+        batch_size=batch_size,
     )  # fmt: skip
+    return generate(lm.model, lm.tokenizer, _ids(lm, prompts), how)
+
+
+def _ids(lm, prompts):
+    return encode_prompts(lm.tokenizer, prompts, PromptRule(128))
+
+
+def _forced(lm, prompts, continuations):
+    """Teacher-forced log-probs from the one scorer."""
+    return token_logprobs(lm.model, _ids(lm, prompts), continuations, lm.tokenizer.pad_token_id)
 
 
 def test_length_groups_sort_by_length_and_keep_every_index():
@@ -55,7 +71,7 @@ def test_beam_search_is_deterministic_and_batched_equals_single(lm):
 def test_token_logprobs_are_the_models_and_sum_to_the_beam_score(lm):
     rows = _decode(lm, PROMPTS, batch_size=4)
     best = [row[0] for row in rows]
-    forced = sequence_logprobs(lm.model, lm.tokenizer, PROMPTS, [c.token_ids for c in best])
+    forced = _forced(lm, PROMPTS, [c.token_ids for c in best])
     for cand, teacher in zip(best, forced, strict=True):
         assert cand.token_logprobs == pytest.approx(teacher, abs=1e-4)
         assert cand.score == pytest.approx(sum(cand.token_logprobs) / len(cand.token_ids), abs=1e-4)
@@ -65,6 +81,6 @@ def test_token_logprobs_are_the_models_and_sum_to_the_beam_score(lm):
 
 def test_greedy_decoding_path(lm):
     rows = _decode(lm, PROMPTS[:2], batch_size=2, beams=1, n_best=1)
-    forced = sequence_logprobs(lm.model, lm.tokenizer, PROMPTS[:2], [r[0].token_ids for r in rows])
+    forced = _forced(lm, PROMPTS[:2], [r[0].token_ids for r in rows])
     for row, teacher in zip(rows, forced, strict=True):
         assert row[0].token_logprobs == pytest.approx(teacher, abs=1e-4)

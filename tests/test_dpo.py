@@ -13,7 +13,7 @@ import torch
 from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.methods.dpo import DPO, IPO, CDPOOptions, ConservativeDPO, DPOOptions, PairLogps
 from weaklift.models.causal_lm import load_causal_lm
-from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
+from weaklift.models.lm import PromptRule, encode_responses, response_logprobs
 from weaklift.training.preference import (
     PolicyWithReference,
     PreferenceLoopConfig,
@@ -106,7 +106,7 @@ def _by_hand(model, prompt: list[int], response: list[int]) -> float:
 
 
 def test_left_padded_batch_scores_only_response_tokens(tiny_lm):
-    prompts, responses = tokenize_responses(tiny_lm.tokenizer, PROMPTS, REJECTED, 64, 32)
+    prompts, responses = encode_responses(tiny_lm.tokenizer, PROMPTS, REJECTED, PromptRule(64), 32)
     assert prompts[0][0] == tiny_lm.tokenizer.bos_token_id
     assert all(r[-1] == tiny_lm.tokenizer.eos_token_id for r in responses)
     with torch.no_grad():
@@ -126,8 +126,8 @@ def test_empty_responses_score_zero(tiny_lm):
 
 def test_truncation_keeps_the_prompt_end_and_the_response_start(tiny_lm):
     tok = tiny_lm.tokenizer
-    prompts, responses = tokenize_responses(
-        tok, ["one two three one two three one two"], [" big small red"], 6, 3
+    prompts, responses = encode_responses(
+        tok, ["one two three one two three one two"], [" big small red"], PromptRule(3), 3
     )
     assert responses[0] == tok(" big small red", add_special_tokens=False)["input_ids"]  # no EOS
     assert prompts[0] == [tok.bos_token_id] + tok(" one two", add_special_tokens=False)["input_ids"]
@@ -137,8 +137,8 @@ def test_only_responses_that_ended_get_eos(tiny_lm):
     """A candidate cut at the decoding limit is scored and trained as written: no EOS after it."""
     tok = tiny_lm.tokenizer
     words = [tok(text, add_special_tokens=False)["input_ids"] for text in REJECTED[:2]]
-    _, default = tokenize_responses(tok, PROMPTS[:2], REJECTED[:2], 64, 32)
-    _, flagged = tokenize_responses(tok, PROMPTS[:2], REJECTED[:2], 64, 32, [True, False])
+    _, default = encode_responses(tok, PROMPTS[:2], REJECTED[:2], PromptRule(64), 32)
+    _, flagged = encode_responses(tok, PROMPTS[:2], REJECTED[:2], PromptRule(64), 32, [True, False])
     assert default == [words[0] + [tok.eos_token_id], words[1] + [tok.eos_token_id]]
     assert flagged == [words[0] + [tok.eos_token_id], words[1]]
 
@@ -220,8 +220,8 @@ def test_losses_match_trl_on_the_same_model_and_pairs(tiny_lm, tmp_path, name):
     policy = PolicyWithReference(
         _perturbed_policy(reference), tok.pad_token_id, copy.deepcopy(reference)
     )
-    prompts, chosen = tokenize_responses(tok, PROMPTS, CHOSEN, 1024, 1024)
-    _, rejected = tokenize_responses(tok, PROMPTS, REJECTED, 1024, 1024)
+    prompts, chosen = encode_responses(tok, PROMPTS, CHOSEN, PromptRule(1024), 1024)
+    _, rejected = encode_responses(tok, PROMPTS, REJECTED, PromptRule(1024), 1024)
     pairs = TokenizedPairs(prompts, chosen, rejected)
     loss = ours(policy.pair_logps(pairs, np.arange(len(PROMPTS)))).mean()
     loss.backward()
@@ -235,8 +235,8 @@ def test_losses_match_trl_on_the_same_model_and_pairs(tiny_lm, tmp_path, name):
 
 
 def _pairs(tok) -> TokenizedPairs:
-    prompts, chosen = tokenize_responses(tok, PROMPTS, CHOSEN, 64, 32)
-    _, rejected = tokenize_responses(tok, PROMPTS, REJECTED, 64, 32)
+    prompts, chosen = encode_responses(tok, PROMPTS, CHOSEN, PromptRule(64), 32)
+    _, rejected = encode_responses(tok, PROMPTS, REJECTED, PromptRule(64), 32)
     return TokenizedPairs(prompts, chosen, rejected)
 
 
@@ -257,7 +257,8 @@ def test_training_learns_the_preference_and_the_reference_stays_frozen(tiny_lm, 
     rows = np.arange(len(pairs))
     start = copy.deepcopy(tiny_lm.model)
     model = _lora(start) if mode == "lora" else copy.deepcopy(start)
-    policy = PolicyWithReference(model, tok.pad_token_id)
+    reference = None if mode == "lora" else copy.deepcopy(start)  # full: the start, loaded again
+    policy = PolicyWithReference(model, tok.pad_token_id, reference)
     with torch.no_grad():
         before = policy.pair_logps(pairs, rows)
     cfg = PreferenceLoopConfig(epochs=15, batch_size=4, micro_batch_size=2, lr=1e-2, seed=0)
@@ -316,7 +317,7 @@ def test_zoo_models_score_left_padded_batches_like_single_rows(model):
     lm = load_causal_lm(model, device="cpu")
     prompts = ["Human: What is the capital of France?\n\nAssistant:", "Human: Hi\n\nAssistant:"]
     replies = [" Paris.", " Hello! How can I help you today with anything at all?"]
-    prompt_ids, response_ids = tokenize_responses(lm.tokenizer, prompts, replies, 128, 32)
+    prompt_ids, response_ids = encode_responses(lm.tokenizer, prompts, replies, PromptRule(128), 32)
     with torch.no_grad():
         batched, _ = response_logprobs(
             lm.model, prompt_ids, response_ids, lm.tokenizer.pad_token_id

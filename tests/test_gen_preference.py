@@ -16,15 +16,15 @@ from tests.tiny_lms import bpe_tokenizer, make_tiny_lm, metaspace_tokenizer
 from weaklift.cli import main
 from weaklift.config import load_config
 from weaklift.generation_metrics import METRICS
-from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
+from weaklift.models.lm import PromptRule, encode_responses, response_logprobs
 from weaklift.pipeline import run_experiment
 from weaklift.report import results_table
 from weaklift.stages.context import StageContext
 from weaklift.stages.data import splits_stage
 from weaklift.stages.gen_preference import transfer_agreement
-from weaklift.stages.generation import trained_source
+from weaklift.stages.generation import GEN_TRAIN_VERSION, trained_source
 from weaklift.stages.judges import CANDIDATES_VERSION
-from weaklift.stages.preference_opt import load_policy
+from weaklift.stages.preference_opt import PREFERENCE_TRAIN_VERSION, load_policy
 from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
 from weaklift.tasks.generation import slurp_example
@@ -65,8 +65,7 @@ def _overrides(w, out, *extra):
         "preference.students=[soft]",
         "preference.losses=[dpo, {name: cdpo, epsilon: 0.1}]",
         "preference.candidates={num: 3, max_new_tokens: 6, batch_size: 4}",
-        "preference.train={batch_size: 4, micro_batch_size: 2, lr: 0.05, max_length: 64, "
-        "max_response_length: 16}",
+        "preference.train={batch_size: 4, micro_batch_size: 2, lr: 0.05, max_response_length: 16}",
         *extra,
     ]
 
@@ -95,7 +94,7 @@ def _only(store, stage, version=1, **wanted):
 
 
 def _soft_student(store):
-    return _only(store, "gen_student", method=lambda m: m["name"] == "soft")
+    return _only(store, "gen_student", GEN_TRAIN_VERSION, method=lambda m: m["name"] == "soft")
 
 
 def test_each_loss_continues_the_student_and_is_scored_with_its_gain(first_run):
@@ -189,19 +188,27 @@ def test_the_reference_is_the_frozen_starting_student(first_run):
     soft = _soft_student(store)
     base = trained_source(cfg.strong, soft).load()
     policy = _only(
-        store, "preference_policy", model=soft.key, loss=lambda spec: spec["name"] == "dpo"
+        store,
+        "preference_policy",
+        PREFERENCE_TRAIN_VERSION,
+        model=soft.key,
+        loss=lambda spec: spec["name"] == "dpo",
     )
-    model = load_policy(base, policy)
-    prompts, responses = tokenize_responses(
-        base.tokenizer, ["Utterance: play some jazz music\nSemantics:"], [" play_music"], 64, 16
+    prompts, responses = encode_responses(
+        base.tokenizer,
+        ["Utterance: play some jazz music\nSemantics:"],
+        [" play_music"],
+        PromptRule(64),
+        16,
     )
     pad = base.tokenizer.pad_token_id
     with torch.no_grad():
         student, _ = response_logprobs(base.model, prompts, responses, pad)
+        model = load_policy(base, policy)  # the adapter on the one base: no copy
         after, _ = response_logprobs(model, prompts, responses, pad)
         with model.disable_adapter():
             reference, _ = response_logprobs(model, prompts, responses, pad)
-        other = trained_source(cfg.strong, _only(store, "gen_ceiling")).load()
+        other = trained_source(cfg.strong, _only(store, "gen_ceiling", GEN_TRAIN_VERSION)).load()
         ceiling, _ = response_logprobs(other.model, prompts, responses, pad)
     assert torch.allclose(reference, student, atol=1e-5)  # the reference is the soft student
     assert not torch.allclose(after, student, atol=1e-4)  # and the policy moved away from it

@@ -127,6 +127,19 @@ def test_a_new_method_reuses_weak_generators_and_ceiling(workdir, first_run):
     assert store.executions["generations"] == 1  # only the new student decodes test
 
 
+def test_a_method_version_bump_retrains_exactly_its_student(workdir, first_run, monkeypatch):
+    """Defect 3: generation methods had no version in their key (bayes's loss changed, its old
+    students were reused); a bump now reruns that one student and its test decoding only."""
+    out, _, _ = first_run
+    monkeypatch.setattr(GEN_METHODS["bayes"], "version", GEN_METHODS["bayes"].version + 1)
+    store = ArtifactStore(out / "artifacts")
+    run_experiment(load_config(None, _overrides(workdir, out)), store)
+    assert store.executions["gen_student"] == 1
+    assert store.executions["generations"] == 1  # the new student on test
+    assert store.executions["weak_generator"] == 0 and store.executions["gen_ceiling"] == 0
+    assert store.executions["rescore"] == 0
+
+
 def test_pgr_is_computed_from_the_first_member(first_run):
     _, _, results = first_run
     primary = results["primary"]

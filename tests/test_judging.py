@@ -21,6 +21,7 @@ from weaklift.judging import (
     score_candidates,
 )
 from weaklift.models.causal_lm import load_causal_lm
+from weaklift.models.lm import PromptRule
 from weaklift.stages.context import StageContext
 from weaklift.stages.judges import generate_candidates, judged_pairs
 from weaklift.stages.preference_opt import LMSource
@@ -103,7 +104,7 @@ def test_judge_scores_are_length_normalised_log_likelihoods(lms, ended):
     """Per token, EOS included where the candidate ended (all, without flags)."""
     judge = load_causal_lm(str(lms["j"]), device="cpu")
     candidates = [["yes", "no it is"], ["not"]]
-    scores = score_candidates(judge, PROMPTS[:2], candidates, 64, 16, ended=ended)
+    scores = score_candidates(judge, PROMPTS[:2], candidates, PromptRule(64), 16, ended=ended)
     tok = judge.tokenizer
     flags = ended or [[True, True], [True]]
     for prompt, options, got, ends in zip(PROMPTS[:2], candidates, scores, flags, strict=True):
@@ -126,8 +127,8 @@ def test_beam_candidates_are_the_k_best_beams_and_sampling_is_seeded(lms):
     student = load_causal_lm(str(lms["s"]), device="cpu")
     tok = student.tokenizer
     beam = CandidatesConfig(num=3, decoding="beam", max_new_tokens=4, batch_size=2)
-    got, ended = generate_candidates(student, PROMPTS, beam, seed=0, max_prompt_length=32)
-    assert (got, ended) == generate_candidates(student, PROMPTS, beam, 1, max_prompt_length=32)
+    got, ended = generate_candidates(student, PROMPTS, beam, seed=0, rule=PromptRule(32))
+    assert (got, ended) == generate_candidates(student, PROMPTS, beam, 1, PromptRule(32))
     for prompt, candidates, ends in zip(PROMPTS, got, ended, strict=True):
         ids = tok(prompt, return_tensors="pt")
         alone = student.model.generate(
@@ -135,6 +136,7 @@ def test_beam_candidates_are_the_k_best_beams_and_sampling_is_seeded(lms):
             num_beams=3,
             num_return_sequences=3,
             do_sample=False,
+            early_stopping=True,
             max_new_tokens=4,
             eos_token_id=tok.eos_token_id,
             pad_token_id=tok.pad_token_id,
@@ -144,9 +146,9 @@ def test_beam_candidates_are_the_k_best_beams_and_sampling_is_seeded(lms):
         assert ends == [tok.eos_token_id in row for row in new_tokens.tolist()]
 
     sample = CandidatesConfig(num=3, decoding="sample", max_new_tokens=4, batch_size=2)
-    first = generate_candidates(student, PROMPTS, sample, seed=0, max_prompt_length=32)
-    assert first == generate_candidates(student, PROMPTS, sample, seed=0, max_prompt_length=32)
-    assert first != generate_candidates(student, PROMPTS, sample, seed=1, max_prompt_length=32)
+    first = generate_candidates(student, PROMPTS, sample, seed=0, rule=PromptRule(32))
+    assert first == generate_candidates(student, PROMPTS, sample, seed=0, rule=PromptRule(32))
+    assert first != generate_candidates(student, PROMPTS, sample, seed=1, rule=PromptRule(32))
     assert [len(row) for row in first[0]] == [len(row) for row in first[1]] == [3, 3, 3]
 
 

@@ -18,7 +18,7 @@ from weaklift.config import MethodSpec, PreferenceConfig, TaskConfig, load_confi
 from weaklift.errors import WeakliftError
 from weaklift.judging import score_candidates
 from weaklift.models.causal_lm import load_causal_lm
-from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
+from weaklift.models.lm import PromptRule, encode_responses, response_logprobs
 from weaklift.pipeline import run_experiment
 from weaklift.report import pairs_table
 from weaklift.stages import splits_stage
@@ -188,13 +188,13 @@ def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_
     assert (policy.path / "adapter").is_dir() and policy.meta["pairs"] == 4
     base = start.load()
     tok = base.tokenizer
-    prompt_ids, yes_ids = tokenize_responses(tok, prompts, [" yes"] * 4, 64, 8)
+    prompt_ids, yes_ids = encode_responses(tok, prompts, [" yes"] * 4, PromptRule(64), 8)
     with torch.no_grad():
+        before, _ = response_logprobs(base.model, prompt_ids, yes_ids, 0)
         unmerged, _ = response_logprobs(load_policy(base, policy), prompt_ids, yes_ids, 0)
         merged, _ = response_logprobs(
             policy_source(start, policy).load().model, prompt_ids, yes_ids, 0
         )
-        before, _ = response_logprobs(base.model, prompt_ids, yes_ids, 0)
     torch.testing.assert_close(merged, unmerged, atol=1e-4, rtol=1e-4)
     assert bool((merged > before).all())  # the chosen reply became more likely
 
@@ -209,7 +209,7 @@ def test_replies_that_did_not_end_are_trained_without_eos(lm_folder):
         chosen_ended=[True, False],
         rejected_ended=[False, True],
     )
-    tokenized = tokenize_pairs(tok, pairs, PreferenceConfig())
+    tokenized = tokenize_pairs(tok, pairs, PreferenceConfig(), PromptRule(128))
     yes, no = (tok(text, add_special_tokens=False)["input_ids"] for text in (" yes", " no"))
     assert tokenized.chosen_ids == [yes + [tok.eos_token_id], yes]
     assert tokenized.rejected_ids == [no, no + [tok.eos_token_id]]
@@ -250,7 +250,9 @@ def test_weak_judges_train_a_student_on_judged_pairs_and_report_pgr(lm_folder, t
     splits_stage(ctx)
     pairs = file_pairs(ctx, "test")
     options = [[c, r] for c, r in zip(pairs.chosen, pairs.rejected, strict=True)]
-    scores = np.mean([score_candidates(lm, pairs.prompts, options, 256, 128) for lm in lms], 0)
+    scores = np.mean(
+        [score_candidates(lm, pairs.prompts, options, PromptRule(128), 128) for lm in lms], 0
+    )
     assert results["weak"]["accuracy"] == pytest.approx(float(np.mean(scores[:, 0] > scores[:, 1])))
     w, s, c = results["weak"]["accuracy"], student["reward_accuracy"], ceiling["reward_accuracy"]
     if c != w:

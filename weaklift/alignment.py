@@ -25,7 +25,8 @@ _WORD = re.compile(r"\S+")
 
 @dataclass(frozen=True)
 class WeakOutput:
-    """A weak output as words: ``word_logprobs`` has one entry per word, plus one for EOS if ended."""
+    """A weak output as words: ``word_logprobs`` has one entry per word, plus one for EOS if ended
+    (an output of whitespace only cut at the decoding limit: one entry, its mass, and no EOS)."""
 
     words: list[str]
     word_logprobs: list[float]
@@ -109,8 +110,8 @@ def weak_output(
             word_of_tokens(text, token_spans(tokenizer, body, text)), body_logprobs, strict=True
         ):
             sums[word] += float(logprob)
-    elif body_logprobs:  # an output of whitespace only: its mass goes to EOS
-        ended = True
+    elif body_logprobs:  # whitespace only: its mass joins the EOS if one was written, else it
+        sums = [float(sum(body_logprobs))] if not ended else []  # stays alone (never an EOS)
     eos = [float(token_logprobs[-1]) + (sum(body_logprobs) if not words else 0.0)] if ended else []
     return WeakOutput(words, sums + eos, ended)
 

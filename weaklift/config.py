@@ -289,7 +289,17 @@ class GenerationConfig(_Strict):
         1.0, description="Beam score = log-prob / length**length_penalty (1 = per-token mean)."
     )
     batch_size: int = Field(8, ge=1, description="Prompts decoded together (grouped by length).")
-    max_prompt_length: int = Field(128, ge=4, description="Truncate prompts to this many tokens.")
+    max_prompt_length: int = Field(
+        128,
+        ge=4,
+        description="Prompt tokens every causal-LM stage keeps (SFT, decoding, rescoring, "
+        "candidates, judges, DPO): one rule, so a policy trains on the contexts it decodes with.",
+    )
+    prompt_keep: Literal["end", "start"] = Field(
+        "end",
+        description="Which side of a long prompt is kept (a BOS prefix always stays): end, what "
+        "the reply follows, or start.",
+    )
     max_target_length: int = Field(
         64, ge=2, description="Truncate training targets to this many tokens (EOS included)."
     )
@@ -364,11 +374,11 @@ class PreferenceTrainConfig(_Strict):
     )
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (LoRA; full wants ~1e-6).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    max_length: int = Field(
-        256, ge=8, description="Prompt + response tokens; a long prompt keeps its end."
-    )
     max_response_length: int = Field(
-        128, ge=1, description="Response tokens kept (from the start; + EOS when it fits)."
+        128,
+        ge=1,
+        description="Response tokens kept (from the start; + EOS when it fits); the prompt follows "
+        "generation.max_prompt_length and generation.prompt_keep.",
     )
 
 
@@ -429,7 +439,9 @@ class PreferenceConfig(_Strict):
         False,
         description="Pair tasks: also train each loss on pairs the weak members judge from the "
         "policy's own candidates for the transfer prompts (no ground-truth replies), and report "
-        "PGR against the policy trained on the ground-truth pairs.",
+        "PGR against the policy trained on the ground-truth pairs. The weak judges are the weak "
+        "models ZERO-SHOT (their pretrained log-likelihoods): nothing trains them, weak_train "
+        "is unused.",
     )
 
     @field_validator("losses", mode="before")

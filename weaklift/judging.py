@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from weaklift.methods.ensemble import member_confidence, normalise_weights
 from weaklift.models.causal_lm import LoadedLM
-from weaklift.models.sequence_logprobs import response_logprobs, tokenize_responses
+from weaklift.models.lm import PromptRule, encode_responses, length_groups, response_logprobs
 
 
 @dataclass(frozen=True)
@@ -113,7 +113,7 @@ def score_candidates(
     judge: LoadedLM,
     prompts: list[str],
     candidates: list[list[str]],
-    max_length: int,
+    rule: PromptRule,
     max_response_length: int,
     batch_size: int = 16,
     ended: list[list[bool]] | None = None,
@@ -122,26 +122,26 @@ def score_candidates(
     candidate ended (``ended``, default all), so a cut candidate is scored as what was written."""
     flat = [(i, c) for i, options in enumerate(candidates) for c in options]
     flat_ended = None if ended is None else [e for row in ended for e in row]
-    prompt_ids, response_ids = tokenize_responses(
+    prompt_ids, response_ids = encode_responses(
         judge.tokenizer,
         [prompts[i] for i, _ in flat],
         [c for _, c in flat],
-        max_length,
+        rule,
         max_response_length,
         flat_ended,
     )
     judge.model.eval()
-    scores: list[float] = []
-    starts = range(0, len(flat), batch_size)
-    for start in tqdm(starts, desc=f"judge {judge.name}", leave=False):
-        end = start + batch_size
+    scores = [0.0] * len(flat)
+    lengths = [len(p) + len(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
+    for group in tqdm(length_groups(lengths, batch_size), desc=f"judge {judge.name}", leave=False):
         logps, tokens = response_logprobs(
             judge.model,
-            prompt_ids[start:end],
-            response_ids[start:end],
+            [prompt_ids[i] for i in group],
+            [response_ids[i] for i in group],
             judge.tokenizer.pad_token_id,
         )
-        scores.extend((logps / tokens.clamp_min(1)).cpu().tolist())
+        for i, value in zip(group, (logps / tokens.clamp_min(1)).cpu().tolist(), strict=True):
+            scores[i] = value
     out, offset = [], 0
     for options in candidates:
         out.append(scores[offset : offset + len(options)])

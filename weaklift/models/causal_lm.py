@@ -21,12 +21,14 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from weaklift.alignment import check_offsets
 from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
+from weaklift.models.device import compute_device, dtype_name, resolve_dtype
 from weaklift.models.loading import (
     _from_pretrained,
     is_decoder_config,
     model_fingerprint,
     resolve_source,
 )
+from weaklift.store import stable_hash
 
 log = logging.getLogger("weaklift")
 
@@ -68,36 +70,56 @@ def check_generator(model: str, role: str) -> None:
         )
 
 
-def load_causal_lm(model: str, device: str | None = None) -> LoadedLM:
-    """Tokenizer + ``AutoModelForCausalLM`` in float32 (CUDA when present at call time)."""
+def load_causal_lm(
+    model: str, dtype: str = "auto", device: str | None = None, weights: Path | None = None
+) -> LoadedLM:
+    """Tokenizer + ``AutoModelForCausalLM``, its weights loaded straight into the compute dtype
+    ``dtype`` means on the device (``resolve_dtype``; no float32 copy is built first).
+
+    ``weights``: a folder of finetuned weights of ``model`` (saved without a tokenizer).
+    """
+    target = torch.device(device) if device else compute_device()
+    compute = resolve_dtype(dtype, target)
     source = resolve_source(model)
     tokenizer = _from_pretrained(model, "tokenizer", lambda: AutoTokenizer.from_pretrained(source))
     net = _from_pretrained(
         model,
         "weights",
-        lambda: AutoModelForCausalLM.from_pretrained(source, dtype=torch.float32),
+        lambda: AutoModelForCausalLM.from_pretrained(weights or source, dtype=compute),
     )
-    _require_complete_head(net, source, model)
+    _require_complete_head(net, str(weights or source), model)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     net.generation_config.pad_token_id = tokenizer.pad_token_id
     net.generation_config.eos_token_id = tokenizer.eos_token_id
-    net.to(device or ("cuda" if torch.cuda.is_available() else "cpu")).eval()
+    net.to(target).eval()
     return LoadedLM(tokenizer=tokenizer, model=net, name=model)
+
+
+def lm_key(model: str, dtype: str) -> dict:
+    """The cache-key view of a loaded LM: its weights and the RESOLVED compute dtype."""
+    return {"model": model_fingerprint(model), "dtype": dtype_name(resolve_dtype(dtype))}
 
 
 @dataclass(frozen=True)
 class LMSource:
-    """Where a causal LM comes from: a cache key for its weights and how to load it. A model string
-    (``from_model``), or a trained artifact, e.g. a generation student with its adapter merged."""
+    """Where a causal LM comes from: a cache key for its weights and how to load it. A model
+    (``from_config``, ``from_model``), or a trained artifact, e.g. a generation student with its
+    adapter merged."""
 
     key: str
     load: Callable[[], LoadedLM]
     name: str
 
     @classmethod
-    def from_model(cls, model: str) -> LMSource:
-        return cls(key=model_fingerprint(model), load=lambda: load_causal_lm(model), name=model)
+    def from_model(cls, model: str, dtype: str = "auto") -> LMSource:
+        key = stable_hash(lm_key(model, dtype))
+        return cls(key=key, load=lambda: load_causal_lm(model, dtype), name=model)
+
+    @classmethod
+    def from_config(cls, model_cfg: ModelConfig) -> LMSource:
+        """A model config's causal LM in its own compute dtype (``model_cfg.dtype``)."""
+        return cls.from_model(model_cfg.model, model_cfg.dtype)
 
 
 def _require_complete_head(net: Any, source: str, model: str) -> None:
@@ -118,15 +140,23 @@ def _require_complete_head(net: Any, source: str, model: str) -> None:
 
 
 def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
-    """Wrap the model in fresh LoRA adapters (seeded), or make every weight trainable (full)."""
+    """Wrap the model in fresh LoRA adapters (seeded, float32 whatever the base's dtype), or make
+    every weight trainable (full)."""
     torch.manual_seed(seed)
     if cfg.mode == "full":
         loaded.model.requires_grad_(True)
         return
+    loaded.model = with_adapters(loaded.model, cfg)
+
+
+def with_adapters(model: Any, cfg: ModelConfig) -> Any:
+    """``model`` with fresh LoRA adapters (the caller seeds). peft injects them into the one base
+    (no copy); the adapters are float32 even on a bfloat16 base (peft's autocast_adapter_dtype,
+    made sure of here), so their updates and optimizer states never round to bf16."""
     from peft import LoraConfig, get_peft_model
 
-    loaded.model = get_peft_model(
-        loaded.model,
+    wrapped = get_peft_model(
+        model,
         LoraConfig(
             r=cfg.lora.r,
             lora_alpha=cfg.lora.alpha,
@@ -135,6 +165,10 @@ def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
             task_type="CAUSAL_LM",
         ),
     )
+    for param in wrapped.parameters():
+        if param.requires_grad and param.dtype != torch.float32:
+            param.data = param.data.float()
+    return wrapped
 
 
 def save_trained(loaded: LoadedLM, folder: Path) -> None:
@@ -143,15 +177,13 @@ def save_trained(loaded: LoadedLM, folder: Path) -> None:
 
 
 def load_trained(model: str, cfg: ModelConfig, folder: Path) -> LoadedLM:
-    """The base model with a saved adapter merged in (fast decoding), or the saved full model."""
-    loaded = load_causal_lm(model)
+    """The base model with a saved adapter merged in (fast decoding), or the saved full model,
+    in the config's compute dtype."""
     if cfg.mode == "full":
-        trained = AutoModelForCausalLM.from_pretrained(folder / "weights", dtype=torch.float32)
-        trained.generation_config = loaded.model.generation_config
-        loaded.model = trained.to(loaded.device).eval()
-        return loaded
+        return load_causal_lm(model, cfg.dtype, weights=folder / "weights")
     from peft import PeftModel
 
+    loaded = load_causal_lm(model, cfg.dtype)
     peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
     loaded.model = peft_model.merge_and_unload().eval()
     return loaded

@@ -32,43 +32,36 @@ from weaklift.models.causal_lm import (
     LMSource,
     add_lora,
     check_generator,
+    lm_key,
     load_causal_lm,
     load_trained,
     save_trained,
 )
-from weaklift.models.decoding import generate_nbest
-from weaklift.models.loading import model_fingerprint
+from weaklift.models.lm import Decoding, PromptRule, encode_prompts, generate, token_logprobs
 from weaklift.stages.context import StageContext
-from weaklift.stages.training import training_rows
+from weaklift.stages.training import loop_config, training_rows
 from weaklift.store import Artifact, save_json, stable_hash
-from weaklift.training.generation import (
-    GenLoopConfig,
-    TargetSequence,
-    sequence_logprobs,
-    train_generator,
-)
+from weaklift.training.generation import GenLoopConfig, TargetSequence, train_generator
 
 log = logging.getLogger("weaklift")
 
-GEN_TRAIN_VERSION = 1
-GENERATIONS_VERSION = 1
-RESCORE_VERSION = 1
+GEN_TRAIN_VERSION = 2  # 2: one prompt rule (PromptRule), compute dtype, method versions
+GENERATIONS_VERSION = 2  # 2: weak_output never scores an EOS that was not written; PromptRule
+RESCORE_VERSION = 2  # 2: the shared left-padded scorer and PromptRule
 GEN_EVAL_VERSION = 1
 
 
-def gen_seed(ctx: StageContext, model_cfg: ModelConfig) -> int:
-    return ctx.cfg.seed if model_cfg.seed is None else model_cfg.seed
-
-
-def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> GenLoopConfig:
-    t = ctx.cfg.train.finetune
+def gen_loop_config(ctx: StageContext, model_cfg: ModelConfig) -> GenLoopConfig:
+    """The finetuning loop the classifier stages build (same fields, same seed rule), plus how a
+    weak word's log-prob is shared over strong tokens."""
+    base = loop_config(ctx, model_cfg)
     return GenLoopConfig(
-        epochs=t.epochs,
-        batch_size=t.batch_size,
-        micro_batch_size=t.micro_batch_size,
-        lr=t.lr,
-        weight_decay=t.weight_decay,
-        seed=gen_seed(ctx, model_cfg),
+        epochs=base.epochs,
+        batch_size=base.batch_size,
+        micro_batch_size=base.micro_batch_size,
+        lr=base.lr,
+        weight_decay=base.weight_decay,
+        seed=base.seed,
         share=ctx.cfg.generation.share,
     )
 
@@ -96,13 +89,13 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
     """Train one causal LM and save its adapter (LoRA) or weights (full)."""
     g = ctx.cfg.generation
     params = {
-        "model": model_fingerprint(req.model_cfg.model),
+        **lm_key(req.model_cfg.model, req.model_cfg.dtype),
         "mode": req.model_cfg.mode,
         "lora": req.model_cfg.lora.model_dump() if req.model_cfg.mode == "lora" else None,
-        "loop": _loop_config(ctx, req.model_cfg).__dict__,
+        "loop": gen_loop_config(ctx, req.model_cfg).__dict__,
         "subset": req.model_cfg.subset,
         "train_split": req.train_split,
-        "max_prompt_length": g.max_prompt_length,
+        **PromptRule.from_config(g).key(),
         "max_target_length": g.max_target_length,
         "method": gen_method_params(req.method) if req.method else "gt_sft",
     }
@@ -110,8 +103,8 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
 
     def compute(out: Path) -> dict:
         start = time.perf_counter()
-        loop = _loop_config(ctx, req.model_cfg)
-        loaded = load_causal_lm(req.model_cfg.model)
+        loop = gen_loop_config(ctx, req.model_cfg)
+        loaded = load_causal_lm(req.model_cfg.model, req.model_cfg.dtype)
         add_lora(loaded, req.model_cfg, loop.seed)
         method = build_gen_method(req.method) if req.method else Sft()
         name = req.method.label if req.method else "ground truth"
@@ -149,7 +142,7 @@ def to_sequences(
 ) -> list[TargetSequence]:
     """The strong-side training sequences of one prompt (one per weak output)."""
     g = ctx.cfg.generation
-    prompt_ids = tokenizer(prompt, truncation=True, max_length=g.max_prompt_length)["input_ids"]
+    [prompt_ids] = encode_prompts(tokenizer, [prompt], PromptRule.from_config(g))
     sequences = []
     for output in outputs:
         ids, words = strong_targets(tokenizer, output, g.max_target_length)
@@ -181,27 +174,28 @@ def decode_stage(ctx: StageContext, source: LMSource, split: str, n_best: int) -
     """Beam search on a split: ``generations.json`` holds, per prompt, the n-best candidates with
     token ids, token log-probs, beam score, words and word log-probs."""
     g = ctx.cfg.generation
+    rule = PromptRule.from_config(g)
     params = {
         "split": split,
         "n_best": n_best,
-        **g.model_dump(include={"beams", "max_new_tokens", "length_penalty", "max_prompt_length"}),
+        **g.model_dump(include={"beams", "max_new_tokens", "length_penalty"}),
+        **rule.key(),
     }
 
     def compute(out: Path) -> dict:
         start = time.perf_counter()
         loaded = source.load()
         log.info("decoding %s with %s (%d beams)", split, source.name, g.beams)
-        nbest = generate_nbest(
-            loaded.model,
-            _left_padded(loaded.tokenizer),
-            ctx.texts(split),
+        how = Decoding(
+            num=n_best,
             beams=g.beams,
-            n_best=n_best,
             max_new_tokens=g.max_new_tokens,
             length_penalty=g.length_penalty,
             batch_size=g.batch_size,
-            max_prompt_length=g.max_prompt_length,
-            desc=f"decode {split} {source.name}",
+        )
+        prompt_ids = encode_prompts(loaded.tokenizer, ctx.texts(split), rule)
+        nbest = generate(
+            loaded.model, loaded.tokenizer, prompt_ids, how, desc=f"decode {split} {source.name}"
         )
         rows = [
             [
@@ -228,11 +222,6 @@ def decode_stage(ctx: StageContext, source: LMSource, split: str, n_best: int) -
     )  # fmt: skip
 
 
-def _left_padded(tokenizer):
-    tokenizer.padding_side = "left"
-    return tokenizer
-
-
 def outputs_of(generations: Artifact) -> list[list[WeakOutput]]:
     """Per prompt, its candidates as WeakOutputs (best first)."""
     return [[WeakOutput.from_json(c) for c in row] for row in generations.json("generations")]
@@ -251,7 +240,8 @@ def rescore_stage(
 ) -> Artifact:
     """One member's word log-probs of every candidate (teacher forcing its own tokenisation)."""
     g = ctx.cfg.generation
-    params = {"split": split, "max_prompt_length": g.max_prompt_length}
+    rule = PromptRule.from_config(g)
+    params = {"split": split, **rule.key()}
 
     def compute(out: Path) -> dict:
         start = time.perf_counter()
@@ -265,9 +255,9 @@ def rescore_stage(
                 words.append(len(output.word_logprobs))
                 owners.append(word_index)
         log.info("rescoring %d candidates with %s", len(prompts), model_cfg.label)
-        token_lps = sequence_logprobs(
-            loaded.model, loaded.tokenizer, prompts, continuations, g.batch_size,
-            g.max_prompt_length,
+        token_lps = token_logprobs(
+            loaded.model, encode_prompts(loaded.tokenizer, prompts, rule), continuations,
+            loaded.tokenizer.pad_token_id, g.batch_size, desc=f"rescore {model_cfg.label}",
         )  # fmt: skip
         flat = []
         for lps, n_words, word_index in zip(token_lps, words, owners, strict=True):

@@ -15,21 +15,20 @@ import logging
 from pathlib import Path
 
 import numpy as np
-import torch
-from tqdm.auto import tqdm
 
 from weaklift.alignment import target_text
+from weaklift.config import CandidatesConfig
 from weaklift.judging import ScoredCandidates, build_pairs, judge_weights, score_candidates
 from weaklift.models.causal_lm import LoadedLM
-from weaklift.models.sequence_logprobs import left_pad, tokenize_responses
+from weaklift.models.lm import Decoding, PromptRule, encode_prompts, generate
 from weaklift.stages.context import StageContext
 from weaklift.stages.preference_opt import LMSource, Pairs, preference_config
 from weaklift.store import Artifact, save_json
 
 log = logging.getLogger("weaklift")
 
-CANDIDATES_VERSION = 2  # 2: each candidate says whether it ended
-JUDGE_VERSION = 2  # 2: a candidate that did not end is scored without EOS
+CANDIDATES_VERSION = 3  # 3: the one generate and PromptRule (2: each candidate says if it ended)
+JUDGE_VERSION = 3  # 3: PromptRule (2: a candidate that did not end is scored without EOS)
 JUDGED_PAIRS_VERSION = 2
 
 
@@ -41,44 +40,26 @@ def _read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-@torch.no_grad()
 def generate_candidates(
-    lm: LoadedLM, prompts: list[str], cfg, seed: int, max_prompt_length: int
+    lm: LoadedLM, prompts: list[str], cfg: CandidatesConfig, seed: int, rule: PromptRule
 ) -> tuple[list[list[str]], list[list[bool]]]:
     """K continuations per prompt, decoded without special tokens, and whether each ended (wrote
-    EOS) within ``max_new_tokens``; seeded, so reruns agree.
-
-    A long prompt keeps its special prefix and its end (as when it is scored); left-padded.
-    """
-    tokenizer = lm.tokenizer
-    prompt_ids, _ = tokenize_responses(
-        tokenizer, prompts, [""] * len(prompts), max_prompt_length, 1
+    EOS) within ``max_new_tokens``: the one ``generate`` (K best beams, or K seeded samples), on
+    prompts cut by the one ``PromptRule``."""
+    how = Decoding(
+        num=cfg.num,
+        max_new_tokens=cfg.max_new_tokens,
+        sample=cfg.decoding == "sample",
+        temperature=cfg.temperature,
+        batch_size=cfg.batch_size,
+        seed=seed,
     )
-    torch.manual_seed(seed)
-    beam = cfg.decoding == "beam"
-    out: list[list[str]] = []
-    ended: list[list[bool]] = []
-    starts = range(0, len(prompts), cfg.batch_size)
-    for start in tqdm(starts, desc=f"candidates {lm.name}", leave=False):
-        ids, mask, _ = left_pad(prompt_ids[start : start + cfg.batch_size], tokenizer.pad_token_id)
-        batch = {"input_ids": ids.to(lm.model.device), "attention_mask": mask.to(lm.model.device)}
-        generated = lm.model.generate(
-            **batch,
-            max_new_tokens=cfg.max_new_tokens,
-            num_return_sequences=cfg.num,
-            do_sample=not beam,
-            num_beams=cfg.num if beam else 1,
-            temperature=None if beam else cfg.temperature,
-            top_k=None if beam else 0,
-            eos_token_id=tokenizer.eos_token_id,  # the stop that `ended` below looks for
-            pad_token_id=tokenizer.pad_token_id,
-        )  # (b·K, T_prompt + T_new)
-        new_tokens = generated[:, batch["input_ids"].shape[1] :]
-        texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
-        ends = (new_tokens == tokenizer.eos_token_id).any(-1).tolist()
-        out.extend(texts[i : i + cfg.num] for i in range(0, len(texts), cfg.num))
-        ended.extend(ends[i : i + cfg.num] for i in range(0, len(ends), cfg.num))
-    return out, ended
+    prompt_ids = encode_prompts(lm.tokenizer, prompts, rule)
+    rows = generate(lm.model, lm.tokenizer, prompt_ids, how, desc=f"candidates {lm.name}")
+    texts = [
+        [lm.tokenizer.decode(c.token_ids, skip_special_tokens=True) for c in row] for row in rows
+    ]
+    return texts, [[c.ended for c in row] for row in rows]
 
 
 def candidates_stage(
@@ -95,11 +76,11 @@ def candidates_stage(
     """
     cand = preference_config(ctx).candidates
     seed = ctx.cfg.seed
-    max_prompt = max(8, preference_config(ctx).train.max_length - cand.max_new_tokens)
+    rule = PromptRule.from_config(ctx.cfg.generation)
     params = {
         "model": student.key,
         "candidates": cand.model_dump(),
-        "max_prompt_length": max_prompt,
+        **rule.key(),
         "seed": seed,
         **({"form": "targets"} if as_targets else {}),
     }
@@ -109,7 +90,7 @@ def candidates_stage(
         log.info(
             "candidates: %s writes %d per prompt for %d prompts", lm.name, cand.num, len(prompts)
         )
-        texts, ended = generate_candidates(lm, prompts, cand, seed, max_prompt)
+        texts, ended = generate_candidates(lm, prompts, cand, seed, rule)
         if as_targets:
             texts = [[target_text(t) for t in row] for row in texts]
         rows = [
@@ -148,10 +129,8 @@ def read_candidates(candidates: Artifact) -> list[dict]:
 def judge_scores_stage(ctx: StageContext, judge: LMSource, candidates: Artifact) -> Artifact:
     """One weak judge's length-normalised log-likelihood of every candidate (``scores.json``)."""
     train = preference_config(ctx).train
-    params = {
-        "judge": judge.key,
-        "limits": [train.max_length, train.max_response_length],
-    }
+    rule = PromptRule.from_config(ctx.cfg.generation)
+    params = {"judge": judge.key, **rule.key(), "max_response_length": train.max_response_length}
 
     def compute(out: Path) -> dict:
         rows = read_candidates(candidates)
@@ -159,7 +138,7 @@ def judge_scores_stage(ctx: StageContext, judge: LMSource, candidates: Artifact)
             judge.load(),
             [r["prompt"] for r in rows],
             [r["candidates"] for r in rows],
-            train.max_length,
+            rule,
             train.max_response_length,
             ended=[r["ended"] for r in rows],
         )

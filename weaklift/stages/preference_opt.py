@@ -1,16 +1,18 @@
 """Stages of preference optimisation: pairs → DPO/cDPO/IPO policy → held-out pair metrics.
 
 The policy is the strong causal LM (``strong.model``, LoRA or full); its reference is the same
-model before training. Pairs come from a task's file (``file_pairs``) or from weak judges'
+model before training: with LoRA the one loaded base with its adapters switched off, with full
+finetuning the start loaded once more from disk, frozen, in the compute dtype (never a deep copy). Pairs come from a task's file (``file_pairs``) or from weak judges'
 verdicts on generated candidates (``weaklift.stages.judges``); either way they carry a key, so a
 trained policy is reused whenever the same pairs, model, loss and loop settings come back.
 """
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -27,9 +29,11 @@ from weaklift.metrics import (
     pgr,
     pgr_bootstrap_ci,
 )
-from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm
-from weaklift.models.sequence_logprobs import tokenize_responses
+from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm, with_adapters
+from weaklift.models.device import dtype_name
+from weaklift.models.lm import PromptRule, encode_responses
 from weaklift.stages.context import StageContext
+from weaklift.stages.training import model_seed
 from weaklift.store import Artifact, save_json, stable_hash
 from weaklift.training.preference import (
     PolicyWithReference,
@@ -41,8 +45,8 @@ from weaklift.training.preference import (
 
 log = logging.getLogger("weaklift")
 
-PREFERENCE_TRAIN_VERSION = 1
-PREFERENCE_EVAL_VERSION = 1
+PREFERENCE_TRAIN_VERSION = 2  # 2: PromptRule; gradient clipping and a linear-decay schedule
+PREFERENCE_EVAL_VERSION = 2  # 2: PromptRule
 
 
 @dataclass(frozen=True)
@@ -80,35 +84,18 @@ def file_pairs(ctx: StageContext, split: str) -> Pairs:
     )
 
 
-def tokenize_pairs(tokenizer, pairs: Pairs, pref: PreferenceConfig) -> TokenizedPairs:
-    limits = (pref.train.max_length, pref.train.max_response_length)
-    prompt_ids, chosen_ids = tokenize_responses(
-        tokenizer, pairs.prompts, pairs.chosen, *limits, pairs.chosen_ended
+def tokenize_pairs(
+    tokenizer, pairs: Pairs, pref: PreferenceConfig, rule: PromptRule
+) -> TokenizedPairs:
+    """Prompt ids by the one ``PromptRule``; chosen and rejected ids cut at max_response_length."""
+    limit = pref.train.max_response_length
+    prompt_ids, chosen_ids = encode_responses(
+        tokenizer, pairs.prompts, pairs.chosen, rule, limit, pairs.chosen_ended
     )
-    _, rejected_ids = tokenize_responses(
-        tokenizer, pairs.prompts, pairs.rejected, *limits, pairs.rejected_ended
+    _, rejected_ids = encode_responses(
+        tokenizer, pairs.prompts, pairs.rejected, rule, limit, pairs.rejected_ended
     )
     return TokenizedPairs(prompt_ids, chosen_ids, rejected_ids)
-
-
-def _with_adapters(model: torch.nn.Module, policy_cfg: ModelConfig) -> torch.nn.Module:
-    from peft import LoraConfig, get_peft_model
-
-    lora = policy_cfg.lora
-    return get_peft_model(
-        model,
-        LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            task_type="CAUSAL_LM",
-        ),
-    )
-
-
-def _seed(ctx: StageContext, policy_cfg: ModelConfig) -> int:
-    return ctx.cfg.seed if policy_cfg.seed is None else policy_cfg.seed
 
 
 def preference_train_stage(
@@ -124,20 +111,24 @@ def preference_train_stage(
             "preference.judges.min_margin; a pairs file: raise split.transfer",
         )
     pref = preference_config(ctx)
+    rule = PromptRule.from_config(ctx.cfg.generation)
     params = {
         "model": start.key,
         "mode": policy_cfg.mode,
         "lora": policy_cfg.lora.model_dump() if policy_cfg.mode == "lora" else None,
         "train": pref.train.model_dump(),
+        **rule.key(),
         "loss": preference_loss_params(spec),
-        "seed": _seed(ctx, policy_cfg),
+        "seed": model_seed(ctx, policy_cfg),
     }
 
     def compute(out: Path) -> dict:
         started = time.perf_counter()
         lm = start.load()
         torch.manual_seed(params["seed"])
-        model = _with_adapters(lm.model, policy_cfg) if policy_cfg.mode == "lora" else lm.model
+        lora = policy_cfg.mode == "lora"
+        model = with_adapters(lm.model, policy_cfg) if lora else lm.model.requires_grad_(True)
+        reference = None if lora else start.load().model  # the frozen start, from disk
         log.info(
             "preference optimisation %s (%s) with %s on %d pairs",
             start.name,
@@ -145,7 +136,7 @@ def preference_train_stage(
             spec.label,
             len(pairs),
         )
-        policy = PolicyWithReference(model, lm.tokenizer.pad_token_id)
+        policy = PolicyWithReference(model, lm.tokenizer.pad_token_id, reference)
         loop = PreferenceLoopConfig(
             epochs=pref.train.epochs,
             batch_size=pref.train.batch_size,
@@ -156,7 +147,7 @@ def preference_train_stage(
         )
         loss_fn = build_preference_loss(spec)
         history = train_preference(
-            policy, tokenize_pairs(lm.tokenizer, pairs, pref), loss_fn, loop, f"{spec.label}"
+            policy, tokenize_pairs(lm.tokenizer, pairs, pref, rule), loss_fn, loop, spec.label
         )
         tail = slice(-max(1, len(history.loss) // 4), None)  # the last quarter of the steps
         log.info(
@@ -184,13 +175,32 @@ def preference_train_stage(
     )
 
 
-def load_policy(base: LoadedLM, policy: Artifact) -> torch.nn.Module:
-    """The trained policy of a ``preference_policy`` artifact, built on a copy of ``base``."""
+def load_policy(base: LoadedLM, policy: Artifact, dtype: str = "auto") -> torch.nn.Module:
+    """The trained policy of a ``preference_policy`` artifact. LoRA: its adapter injected into
+    ``base.model`` itself (no copy; ``disable_adapter()`` gives the base back, ``unload()`` removes
+    it); full: its saved weights, loaded in ``dtype``."""
     if (policy.path / "adapter").is_dir():
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(copy.deepcopy(base.model), str(policy.path / "adapter"))
-    return load_causal_lm(str(policy.path / "model"), device=str(base.model.device)).model
+        return PeftModel.from_pretrained(base.model, str(policy.path / "adapter"))
+    return load_causal_lm(str(policy.path / "model"), dtype, device=str(base.model.device)).model
+
+
+@contextmanager
+def policy_on(base: LoadedLM, policy: Artifact) -> Iterator[torch.nn.Module]:
+    """``load_policy`` for one use: afterwards ``base.model`` is the pristine base again."""
+    model = load_policy(base, policy, _dtype_of(base))
+    try:
+        yield model
+    finally:
+        if hasattr(model, "unload"):
+            base.model = model.unload()
+        del model
+
+
+def _dtype_of(lm: LoadedLM) -> str:
+    """The compute dtype ``lm`` was loaded in (a full policy loads its weights the same way)."""
+    return dtype_name(next(lm.model.parameters()).dtype)
 
 
 def policy_source(start: LMSource, policy: Artifact, name: str | None = None) -> LMSource:
@@ -200,7 +210,7 @@ def policy_source(start: LMSource, policy: Artifact, name: str | None = None) ->
 
     def load() -> LoadedLM:
         base = start.load()
-        model = load_policy(base, policy)
+        model = load_policy(base, policy, _dtype_of(base))
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         return LoadedLM(tokenizer=base.tokenizer, model=model.eval(), name=name)
@@ -240,9 +250,11 @@ def preference_evaluation_stage(
     loss? Plus each policy's implicit-reward accuracy and margin against the reference; with
     ``weak``, the judges' accuracy and each student's PGR on implicit-reward accuracy."""
     pref = preference_config(ctx)
+    rule = PromptRule.from_config(ctx.cfg.generation)
     params = {
         "model": start.key,
-        "limits": [pref.train.max_length, pref.train.max_response_length],
+        **rule.key(),
+        "max_response_length": pref.train.max_response_length,
         "bootstrap_samples": ctx.cfg.bootstrap_samples,
         "seed": ctx.cfg.seed,
         "weak": None if weak is None else {"weights": weak.weights, "ceiling_of": weak.ceiling_of},
@@ -254,7 +266,7 @@ def preference_evaluation_stage(
     def compute(out: Path) -> dict:
         started = time.perf_counter()
         base = start.load()
-        tokenized = tokenize_pairs(base.tokenizer, pairs, pref)
+        tokenized = tokenize_pairs(base.tokenizer, pairs, pref, rule)
         pad = base.tokenizer.pad_token_id
         samples, seed = ctx.cfg.bootstrap_samples, ctx.cfg.seed
         reference = score_pairs(base.model, tokenized, pad)
@@ -265,7 +277,8 @@ def preference_evaluation_stage(
         }
         reward_correct = {}
         for label, artifact in policies.items():
-            scores = score_pairs(load_policy(base, artifact), tokenized, pad)
+            with policy_on(base, artifact) as model:
+                scores = score_pairs(model, tokenized, pad)
             margins = (scores["chosen"] - reference["chosen"]) - (
                 scores["rejected"] - reference["rejected"]
             )

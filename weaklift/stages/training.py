@@ -58,7 +58,7 @@ class TrainRequest:
     rows: np.ndarray | None = None  # positions within train_split to train on (default: all)
 
 
-def _loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
+def loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
     mode_cfg = ctx.cfg.train.probe if model_cfg.mode == "probe" else ctx.cfg.train.finetune
     return LoopConfig(
         epochs=mode_cfg.epochs,
@@ -85,7 +85,7 @@ def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
         "mode": model_cfg.mode,
         "pooling": model_cfg.pooling,
         "max_length": model_cfg.max_length,
-        "loop": _loop_config(ctx, model_cfg).__dict__,
+        "loop": loop_config(ctx, model_cfg).__dict__,
         "subset": model_cfg.subset,
         "num_classes": ctx.data.num_classes,
     }
@@ -152,7 +152,7 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
     upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream()}
 
     def compute(out: Path) -> dict:
-        loop = _loop_config(ctx, req.model_cfg)
+        loop = loop_config(ctx, req.model_cfg)
         model = inputs.new_model(loop.seed, req.train_split)
         method = build_method(req.method) if req.method else Xent()
         name = req.method.label if req.method else req.stage
@@ -197,7 +197,7 @@ def crossfit_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
     Used for ladder rungs, whose labels on the training split feed the next rung.
     """
     n = len(req.targets)
-    order = np.random.default_rng(_loop_config(ctx, req.model_cfg).seed).permutation(n)
+    order = np.random.default_rng(loop_config(ctx, req.model_cfg).seed).permutation(n)
     halves = (np.sort(order[: n // 2]), np.sort(order[n // 2 :]))
     folds = [train_stage(ctx, replace(req, rows=half)) for half in halves]
 

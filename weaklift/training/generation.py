@@ -12,7 +12,6 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
@@ -157,38 +156,3 @@ def collate_sequences(
         word_logprob=torch.tensor(word_logprobs, dtype=torch.float32),
     )
     return input_ids, mask, torch.tensor(positions, dtype=torch.long).reshape(-1, 2), targets
-
-
-def sequence_logprobs(
-    model,
-    tokenizer,
-    prompts: list[str],
-    continuations: list[list[int]],
-    batch_size: int = 8,
-    max_prompt_length: int = 128,
-) -> list[list[float]]:
-    """Per-token log-probs of each continuation given its prompt (teacher forcing, no grad)."""
-    prompt_ids = tokenizer(prompts, truncation=True, max_length=max_prompt_length)["input_ids"]
-    out: list[list[float]] = []
-    model.eval()
-    device = next(model.parameters()).device
-    with torch.no_grad():
-        starts = range(0, len(prompts), batch_size)
-        for start in tqdm(starts, desc="rescore", leave=False, disable=len(starts) < 3):
-            chunk = [
-                TargetSequence(p, c, [0] * len(c), [0.0])
-                for p, c in zip(
-                    prompt_ids[start : start + batch_size],
-                    continuations[start : start + batch_size],
-                    strict=True,
-                )
-            ]
-            input_ids, mask, positions, targets = collate_sequences(chunk, tokenizer.pad_token_id)
-            logits = logits_at(model, input_ids.to(device), mask.to(device), positions.to(device))
-            logp = torch.log_softmax(logits.float(), -1)
-            picked = logp.gather(1, targets.labels.to(device)[:, None])[:, 0].cpu().numpy()
-            offset = 0
-            for ex in chunk:
-                out.append(picked[offset : offset + len(ex.target_ids)].astype(np.float64).tolist())
-                offset += len(ex.target_ids)
-    return out

@@ -1,16 +1,17 @@
 """The preference-optimisation loop (DPO, cDPO, IPO) for a causal LM, LoRA or full.
 
-One optimizer step per batch of pairs; micro-batches accumulate gradients. For every micro-batch
-the chosen and rejected sequences go through the policy in ONE forward pass (2b rows), and through
-the frozen reference in another, without gradients. The reference is the starting policy: with
-LoRA the same network with its adapters switched off (peft ``disable_adapter``), with full
-finetuning a frozen copy taken before the first step. Its log-probs always come from a forward
-pass over the same tokens, never from stored decoding scores.
+One optimizer step per batch of pairs; micro-batches accumulate gradients; as TRL's DPOTrainer,
+the gradient norm is clipped to ``max_grad_norm`` (1) and the learning rate decays linearly to 0
+over the run. For every micro-batch the chosen and rejected sequences go through the policy in ONE
+forward pass (2b rows), and through the frozen reference in another, without gradients. The
+reference is the starting policy: with LoRA the same network with its adapters switched off (peft
+``disable_adapter``, no copy), with full finetuning a frozen model the caller loads (the start,
+from disk). Its log-probs always come from a forward pass over the same tokens, never from stored
+decoding scores.
 """
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -19,8 +20,9 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
-from weaklift.models.sequence_logprobs import response_logprobs
+from weaklift.models.lm import response_logprobs
 
 
 @dataclass(frozen=True)
@@ -43,15 +45,19 @@ class PreferenceLoopConfig:
     micro_batch_size: int | None = None
     weight_decay: float = 0.0
     seed: int = 0
+    max_grad_norm: float | None = 1.0  # TRL's default; None = no clipping
 
 
 @dataclass
 class PreferenceHistory:
-    """Per optimizer step: loss, mean implicit-reward margin β·h, and the share of pairs with h > 0."""
+    """Per optimizer step: loss, mean implicit-reward margin β·h, the share of pairs with h > 0,
+    the gradient norm before clipping and the learning rate the step used."""
 
     loss: list[float] = field(default_factory=list)
     reward_margin: list[float] = field(default_factory=list)
     reward_accuracy: list[float] = field(default_factory=list)
+    grad_norm: list[float] = field(default_factory=list)
+    lr: list[float] = field(default_factory=list)
 
 
 class PolicyWithReference:
@@ -60,12 +66,16 @@ class PolicyWithReference:
     def __init__(
         self, model: torch.nn.Module, pad_id: int, reference: torch.nn.Module | None = None
     ):
-        """``reference`` defaults to the starting policy: LoRA adapters off, or a frozen copy."""
+        """``reference`` defaults, for a LoRA policy, to the same network with its adapters off;
+        a full policy needs one (the start loaded again): nothing here copies a model."""
         self.model, self.pad_id = model, pad_id
         self.forward_model = model  # accelerate may wrap it for the policy's forward
         self.is_lora = hasattr(model, "disable_adapter") and reference is None
-        if reference is None and not self.is_lora:  # copy now, before any step changes the weights
-            reference = copy.deepcopy(model)
+        if reference is None and not self.is_lora:
+            raise WeakliftError(
+                "a full-finetuning policy needs its reference model",
+                "pass the starting model, loaded once more and frozen, as reference",
+            )
         self.frozen = None if reference is None else reference.eval().requires_grad_(False)
 
     def logprobs(self, prompts: list[list[int]], responses: list[list[int]]):
@@ -117,9 +127,10 @@ def train_preference(
     generator = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
-    policy.forward_model, optimizer = accelerator.prepare(policy.model, optimizer)
     micro_size = cfg.micro_batch_size or cfg.batch_size
     total_steps = cfg.epochs * math.ceil(len(pairs) / cfg.batch_size)
+    schedule = linear_decay(optimizer, total_steps)  # steps once per optimizer step, not prepared
+    policy.forward_model, optimizer = accelerator.prepare(policy.model, optimizer)
     history = PreferenceHistory()
     policy.model.train()
     with tqdm(total=total_steps, desc=desc, leave=False) as bar:
@@ -127,14 +138,23 @@ def train_preference(
             order = torch.randperm(len(pairs), generator=generator).numpy()
             for batch_rows in _chunks(order, cfg.batch_size):
                 step = _optimizer_step(
-                    policy, pairs, batch_rows, micro_size, loss_fn, optimizer, accelerator
-                )
+                    policy, pairs, batch_rows, micro_size, loss_fn, optimizer, accelerator,
+                    schedule, cfg.max_grad_norm,
+                )  # fmt: skip
                 for name, value in step.items():
                     getattr(history, name).append(value)
                 bar.set_postfix(loss=f"{step['loss']:.3f}", acc=f"{step['reward_accuracy']:.2f}")
                 bar.update(1)
     policy.model.eval()
     return history
+
+
+def linear_decay(optimizer: torch.optim.Optimizer, total_steps: int):
+    """The learning rate from its configured value down to 0 after the last of ``total_steps``
+    (TRL's default ``lr_scheduler_type="linear"``, no warm-up)."""
+    from transformers import get_linear_schedule_with_warmup
+
+    return get_linear_schedule_with_warmup(optimizer, 0, max(total_steps, 1))
 
 
 def _optimizer_step(
@@ -145,8 +165,11 @@ def _optimizer_step(
     loss_fn: PreferenceLoss,
     optimizer: torch.optim.Optimizer,
     accelerator: Accelerator,
+    schedule=None,
+    max_grad_norm: float | None = None,
 ) -> dict[str, float]:
-    """Mean loss over the batch, accumulated micro-batch by micro-batch; returns the step metrics."""
+    """Mean loss over the batch, accumulated micro-batch by micro-batch; the gradient clipped to
+    ``max_grad_norm``; one step of the optimizer and of ``schedule``; returns the step metrics."""
     optimizer.zero_grad()
     total, margins = 0.0, []
     for micro in _chunks(batch_rows, micro_size):
@@ -156,12 +179,22 @@ def _optimizer_step(
         total += float(loss.detach())
         chosen, rejected = implicit_rewards(logps, loss_fn.beta)
         margins.append((chosen - rejected).cpu())
+    lr = float(optimizer.param_groups[0]["lr"])
+    params = [p for group in optimizer.param_groups for p in group["params"]]
+    if max_grad_norm is not None:
+        norm = accelerator.clip_grad_norm_(params, max_grad_norm)
+    else:
+        norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
     optimizer.step()
+    if schedule is not None:
+        schedule.step()
     margin = torch.cat(margins)
     return {
         "loss": total,
         "reward_margin": float(margin.mean()),
         "reward_accuracy": float((margin > 0).float().mean()),
+        "grad_norm": float(norm),
+        "lr": lr,
     }
 
 

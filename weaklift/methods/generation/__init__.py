@@ -43,8 +43,13 @@ def build_gen_method(spec) -> GenMethod:
 
 
 def gen_method_params(spec) -> dict:
-    """The cache-key view of a generation method: its name and every option, defaults filled."""
-    return {"name": spec.name, "options": validate_gen_method_options(spec).model_dump()}
+    """The cache-key view of a generation method: its name, its version (a bump retrains exactly
+    the students that use it) and every option, defaults filled."""
+    return {
+        "name": spec.name,
+        "version": GEN_METHODS[spec.name].version,
+        "options": validate_gen_method_options(spec).model_dump(),
+    }
 
 
 __all__ = [

@@ -36,6 +36,7 @@ class TokenTargets:
 class GenMethod(Protocol):
     name: ClassVar[str]
     paper: ClassVar[str]
+    version: ClassVar[int]  # bump when the loss changes: every student trained with it retrains
     Options: ClassVar[type[MethodOptions]]
     multi_weak: ClassVar[bool]  # True: one loss per weak member's output, weighted (multi_naive)
     joint_target: ClassVar[bool]  # True: the target is the ensemble-rescored best candidate (joint)
@@ -54,8 +55,9 @@ class GenMethod(Protocol):
 
 
 class BaseGenMethod:
-    """Defaults: one weak output per prompt (the first member's 1-best)."""
+    """Defaults: one weak output per prompt (the first member's 1-best), version 1."""
 
+    version: ClassVar[int] = 1
     multi_weak: ClassVar[bool] = False
     joint_target: ClassVar[bool] = False
     Options: ClassVar[type[MethodOptions]] = MethodOptions

@@ -65,6 +65,7 @@ class GenBayes(BaseGenMethod):
         "Sensoy et al. 2018, Evidential Deep Learning"
     )
     Options = GenBayesOptions
+    version = 2  # 2: the KL term divided by the vocabulary size V
 
     def token_loss(
         self, logits: torch.Tensor, targets: TokenTargets, shares: torch.Tensor, progress: float
