@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from weaklift.cli import main
-from weaklift.config import SplitConfig, TaskConfig, load_config
+from weaklift.config import SplitConfig, TaskConfig
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.metrics import accuracy_by_bucket
 from weaklift.report import results_table

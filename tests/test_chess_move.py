@@ -8,7 +8,8 @@ import pytest
 
 from tests.test_chess import HAND_CHECKED, _hand_checked_csv, _synthetic_puzzles
 from tests.tiny_lms import bpe_tokenizer, make_tiny_lm, metaspace_tokenizer
-from weaklift.config import TaskConfig, load_config
+from weaklift.config import TaskConfig
+from weaklift.config_files import load_config
 from weaklift.generation_metrics import METRICS
 from weaklift.pipeline import run_experiment
 from weaklift.store import ArtifactStore

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from weaklift.config import load_config, parse_overrides
+from weaklift.config_files import load_config, parse_overrides
 from weaklift.errors import WeakliftError
 
 

@@ -8,7 +8,7 @@ from sklearn.feature_extraction.text import TfidfVectorizer
 from sklearn.linear_model import LogisticRegression
 
 from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.models.tfidf import TfidfClassifier
 from weaklift.pipeline import run_experiment
 from weaklift.store import ArtifactStore

@@ -14,7 +14,7 @@ import torch
 from tests.test_generation_pipeline import ROWS
 from tests.tiny_lms import bpe_tokenizer, make_tiny_lm, metaspace_tokenizer
 from weaklift.cli import main
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.generation_metrics import METRICS
 from weaklift.models.lm import PromptRule, encode_responses, response_logprobs
 from weaklift.pipeline import run_experiment
@@ -117,8 +117,9 @@ def test_stages_ran_once_each_and_a_rerun_does_nothing(workdir, first_run):
     assert store.executions["judge_scores"] == 2  # each weak generator judges them
     assert store.executions["judged_pairs"] == 1
     assert store.executions["preference_policy"] == len(LOSSES)
-    # members on transfer and test, ceiling, two students, two policies on test
-    assert store.executions["generations"] == 2 * 2 + 1 + 2 + len(LOSSES)
+    # members on transfer, test and weak_holdout (the best member's choice), ceiling, two
+    # students, two policies on test
+    assert store.executions["generations"] == 2 * 3 + 1 + 2 + len(LOSSES)
     again_store = ArtifactStore(store.root)
     again = run_experiment(cfg, again_store)
     assert sum(again_store.executions.values()) == 0

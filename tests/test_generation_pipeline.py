@@ -5,18 +5,24 @@ from __future__ import annotations
 import json
 import math
 
+import numpy as np
+import pandas as pd
 import pytest
 
 from tests.tiny_lms import bpe_tokenizer, make_tiny_lm, metaspace_tokenizer
 from tests.tiny_models import make_tiny_model
 from weaklift.cli import main
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.methods.generation import GEN_METHODS
 from weaklift.pipeline import run_experiment
 from weaklift.report import results_table
-from weaklift.store import ArtifactStore
-from weaklift.tasks.generation import slurp_example
+from weaklift.splits import Splits
+from weaklift.stages import StageContext
+from weaklift.stages.generation import gen_evaluation_stage
+from weaklift.store import ArtifactStore, save_json
+from weaklift.tasks.generation import GenerationData, slurp_example
+from weaklift.tracking import results_metrics
 
 ROWS = [
     {"sentence": f"wake me up at {t} {d}", "scenario": "alarm", "action": "set",
@@ -90,8 +96,9 @@ def test_stages_ran_once_each_and_results_are_written(first_run):
     assert store.executions["weak_generator"] == 2
     assert store.executions["gen_ceiling"] == 1
     assert store.executions["gen_student"] == len(METHODS)
-    # decoding: each member on transfer and test, the ceiling and every student on test
-    assert store.executions["generations"] == 2 * 2 + 1 + len(METHODS)
+    # decoding: each member on transfer, test and weak_holdout (which picks the best member),
+    # the ceiling and every student on test
+    assert store.executions["generations"] == 2 * 3 + 1 + len(METHODS)
     assert store.executions["rescore"] == 2  # joint: each member rescores the pooled candidates
     saved = json.loads((results.run_dir / "results.json").read_text())
     assert saved["kind"] == "generation" and saved["primary"] == "slu_f1"
@@ -101,12 +108,74 @@ def test_stages_ran_once_each_and_results_are_written(first_run):
     }
     table = results_table(saved)
     assert "student joint" in table and "slu_f1" in table and "intent_accuracy" in table
-    # the defaults ask for 3 seeds and controls, which generation does not run: said, not ignored
-    assert saved["notes"] == [
-        "a generation run trains one seed (seed=0); seeds=3 applies to classification runs only",
-        "the oracle and shuffled controls are not run for generation tasks",
-    ]
-    assert "note: a generation run trains one seed" in table
+    # a generation run's own defaults: one seed, no controls (asking for more is an error)
+    assert saved["config"]["seeds"] == 1 and saved["config"]["controls"] is False
+    # the best member is the one that scored highest on weak_holdout, never on test
+    assert set(saved["best_member_holdout"]) == set(saved["weak_members"])
+    holdout = saved["best_member_holdout"]
+    assert saved["best_member"] == max(holdout, key=holdout.get)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("seeds=3", "seeds: a generation run trains one seed"),
+        ("controls=true", "controls: generation runs have no oracle or shuffled students"),
+        ("train.select=weak_agreement", "train.select: generation runs train for the fixed"),
+    ],
+)
+def test_what_generation_does_not_run_is_refused_not_ignored(
+    workdir, tmp_path, capsys, extra, message
+):
+    assert main(["validate", *_overrides(workdir, tmp_path, extra)]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
+def _generations(store: ArtifactStore, name: str, outputs: list[str]):
+    rows = [[{"words": text.split(), "logprobs": [-1.0] * len(text.split())}] for text in outputs]
+    return store.get_or_compute(
+        "generations", 1, {"name": name}, {}, lambda out: save_json(out, "generations", rows)
+    )
+
+
+def test_the_best_member_is_chosen_on_weak_holdout_and_test_labels_cannot_move_it(tmp_path):
+    right, wrong = "alarm_set | time=seven", "play_music | music_genre=jazz"
+    store = ArtifactStore(tmp_path / "artifacts")
+    holdout_rows, test_rows = np.arange(0, 4), np.arange(4, 8)
+    # member a is right on weak_holdout and wrong on test; member b the other way round
+    holdout = {
+        "a": _generations(store, "a-h", [right] * 4),
+        "b": _generations(store, "b-h", [wrong] * 4),
+    }
+    test = {
+        "a": _generations(store, "a-t", [wrong] * 4),
+        "b": _generations(store, "b-t", [right] * 4),
+    }
+    ceiling = _generations(store, "c-t", [right] * 4)
+    cfg = load_config(
+        None,
+        [
+            "task.name=slurp",
+            "methods=[sft]",
+            "weak.mode=lora",
+            "strong.mode=lora",
+            "bootstrap_samples=10",
+        ],
+    )
+    chosen = []
+    for test_target in (right, wrong):  # flipping the test references changes who wins on test
+        data = GenerationData(
+            "slurp", [f"utterance {i}" for i in range(8)], [right] * 4 + [test_target] * 4, "slurp"
+        )
+        empty = np.array([], dtype=np.int64)
+        ctx = StageContext(store=store, data=data, cfg=cfg)
+        ctx.splits = Splits(empty, holdout_rows, empty, empty, test_rows)
+        ctx.splits_key = f"splits-{test_target}"
+        metrics = gen_evaluation_stage(ctx, test, ceiling, {}, None, holdout).json("metrics")
+        chosen.append(metrics["best_member"])
+        assert metrics["best_member_holdout"]["a"] > metrics["best_member_holdout"]["b"]
+    assert chosen == ["a", "a"]
 
 
 def test_rerun_trains_and_generates_nothing(workdir, first_run):
@@ -193,3 +262,30 @@ def test_full_finetuning_mode_runs(workdir, tmp_path):
     overrides[2] = f"weak=[{{model: {workdir['weak']}, mode: full}}]"
     results = run_experiment(load_config(None, overrides), ArtifactStore(tmp_path / "artifacts"))
     assert set(results["students"]) == {"sft"} and 0.0 <= results["ceiling"]["slu_f1"] <= 1.0
+
+
+def test_a_sweep_over_a_generation_config_ends_with_a_report_and_collects_each_model(
+    workdir, tmp_path
+):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: gen\ngrid:\n  generation.share: [even, entropy]\n")
+    overrides = [o for o in _overrides(workdir, tmp_path) if not o.startswith("methods=")]
+    assert main(["sweep", str(sweep), *overrides, "methods=[soft]"]) == 0
+    assert "weaklift sweep gen" in (tmp_path / "report.html").read_text()
+    assert main(["collect", str(tmp_path)]) == 0
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert table.groupby("run").role.apply(sorted).map(tuple).unique().tolist() == [
+        ("ceiling", "student", "weak", "weak_member", "weak_member")
+    ]
+    for run_dir in (tmp_path / "runs").iterdir():
+        results = json.loads((run_dir / "results.json").read_text())
+        mine = table[table.run == run_dir.name]
+        student = mine[mine.role == "student"].iloc[0]
+        assert student.metric == "slu_f1" and student.method == "soft"
+        assert student.score == pytest.approx(results["students"]["soft"]["slu_f1"])
+        assert student.intent_accuracy == pytest.approx(
+            results["students"]["soft"]["intent_accuracy"]
+        )
+        assert math.isnan(student.pgr) == math.isnan(results["students"]["soft"]["pgr"])
+        metrics = results_metrics(results)
+        assert metrics["ceiling/slu_f1"] == pytest.approx(results["ceiling"]["slu_f1"])

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from weaklift.config import TaskConfig, load_config
+from weaklift.config import TaskConfig
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.generation_metrics import METRICS
 from weaklift.tasks import load_task, task_kind

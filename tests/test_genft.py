@@ -7,7 +7,8 @@ import torch
 
 from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
 from tests.tiny_models import make_tiny_model
-from weaklift.config import GenftConfig, load_config
+from weaklift.config import GenftConfig
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.models.genft import generative_finetune
 from weaklift.models.loading import load_backbone

@@ -11,7 +11,8 @@ import pytest
 import torch
 
 from tests.tiny_lms import make_tiny_lm, word_tokenizer
-from weaklift.config import CandidatesConfig, load_config
+from weaklift.config import CandidatesConfig
+from weaklift.config_files import load_config
 from weaklift.judging import (
     ScoredCandidates,
     build_pairs,
@@ -156,6 +157,7 @@ def test_candidates_scores_and_pairs_are_cached(lms, tmp_path):
     cfg = load_config(
         None,
         [
+            "task.name=pairs_file",
             "strong.mode=lora",
             "preference.candidates.num=3",
             "preference.candidates.max_new_tokens=4",

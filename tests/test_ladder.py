@@ -10,7 +10,7 @@ from safetensors.numpy import load_file
 
 from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
 from tests.tiny_models import make_tiny_model
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.pipeline import run_experiment
 from weaklift.store import ArtifactStore, stable_hash

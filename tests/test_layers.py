@@ -10,7 +10,7 @@ import torch
 from tests.test_pipeline import _overrides, _write_task
 from tests.tiny_models import make_tiny_model
 from weaklift.cli import main
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.layers import layer_scores
 from weaklift.methods import Xent

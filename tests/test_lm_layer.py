@@ -13,7 +13,8 @@ import torch
 
 from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.alignment import WeakOutput
-from weaklift.config import ModelConfig, PreferenceConfig, load_config
+from weaklift.config import ModelConfig, PreferenceConfig
+from weaklift.config_files import load_config
 from weaklift.methods.dpo import DPO, DPOOptions
 from weaklift.models.causal_lm import LMSource, lm_key, load_causal_lm, with_adapters
 from weaklift.models.lm import PromptRule, encode_prompts, encode_responses, response_logprobs

@@ -12,7 +12,7 @@ import pytest
 from tests.tiny_models import make_tiny_model
 from weaklift import pipeline
 from weaklift.cli import main
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.methods import METHODS
 from weaklift.pipeline import run_experiment
 from weaklift.store import Artifact, ArtifactStore

@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from tests.test_pipeline import FILLER, NEGATIVE, POSITIVE, workdir  # noqa: F401
-from weaklift.config import TaskConfig, load_config
+from weaklift.config import TaskConfig
+from weaklift.config_files import load_config
 from weaklift.layers import layer_scores
 from weaklift.methods.logconf import Logconf, LogconfOptions
 from weaklift.methods.xent import Xent

@@ -3,6 +3,7 @@ and a tiny end-to-end DPO/cDPO run that learns the preference and is cached."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -14,7 +15,8 @@ import torch
 
 from tests.tiny_lms import make_tiny_lm, word_tokenizer
 from weaklift.cli import main
-from weaklift.config import MethodSpec, PreferenceConfig, TaskConfig, load_config
+from weaklift.config import MethodSpec, PreferenceConfig, TaskConfig
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.judging import score_candidates
 from weaklift.models.causal_lm import load_causal_lm
@@ -35,6 +37,7 @@ from weaklift.stages.preference_opt import (
 from weaklift.store import ArtifactStore
 from weaklift.tasks import load_task
 from weaklift.tasks.pairs import split_dialogues
+from weaklift.tracking import metric_name, results_metrics
 
 DATA = Path(
     os.environ.get("WEAKLIFT_DATA", Path(__file__).resolve().parents[2] / "shared" / "data")
@@ -174,6 +177,7 @@ def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_
     cfg = load_config(
         None,
         [
+            "task.name=pairs_file",
             f"strong.model={lm_folder}",
             "strong.mode=lora",
             "strong.lora.r=4",
@@ -289,3 +293,51 @@ def test_pairs_with_the_same_prompt_share_a_split(tmp_path):
         for i in ctx.splits[name]:
             assert where.setdefault(ctx.data.prompts[i], name) == name
     assert len(ctx.splits["transfer"]) == 16 and len(ctx.splits["test"]) == 12
+
+
+def test_a_sweep_over_a_pairs_config_ends_with_a_report_and_collects_each_model(
+    lm_folder, tmp_path
+):
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text("name: pairs\ngrid:\n  preference.train.lr: [0.03, 0.01]\n")
+    overrides = _overrides(lm_folder, tmp_path, "lora", "[dpo]") + [
+        "preference.train.epochs=1",
+        "preference.weak_judges=true",
+        f"weak.model={lm_folder}",
+        "tracking.backend=mlflow",
+        f"tracking.uri={(tmp_path / 'mlruns').as_uri()}",
+    ]
+    if importlib.util.find_spec("mlflow") is None:
+        overrides = overrides[:-2]
+    assert main(["sweep", str(sweep), *overrides]) == 0
+    assert "weaklift sweep pairs" in (tmp_path / "report.html").read_text()
+    assert main(["collect", str(tmp_path)]) == 0
+    table = pd.read_parquet(tmp_path / "results.parquet")
+    assert table.groupby("run").role.apply(sorted).map(tuple).unique().tolist() == [
+        ("ceiling", "reference", "student", "weak")
+    ]
+    for run_dir in (tmp_path / "runs").iterdir():
+        results = json.loads((run_dir / "results.json").read_text())
+        mine = table[table.run == run_dir.name].set_index("role")
+        student = results["policies"]["dpo · weak judges"]
+        assert mine.loc["student", "pgr"] == pytest.approx(student["pgr"])
+        assert mine.loc["student", "method"] == "dpo · weak judges"
+        assert mine.loc["reference", "score"] == pytest.approx(results["reference"]["accuracy"])
+        assert mine.loc["weak", "accuracy"] == pytest.approx(results["weak"]["accuracy"])
+        assert (mine.kind == "pairs").all() and (mine.metric == "accuracy").all()
+        metrics = results_metrics(results)
+        assert metrics["reference/accuracy"] == pytest.approx(results["reference"]["accuracy"])
+        assert metrics[metric_name("student", "dpo · weak judges", "pgr")] == pytest.approx(
+            student["pgr"]
+        )
+
+
+def test_pairs_runs_refuse_what_they_do_not_run(lm_folder, tmp_path, capsys):
+    base = _overrides(lm_folder, tmp_path, "lora", "[dpo]")
+    for extra, message in [
+        ("seeds=2", "seeds: a pairs run trains one seed"),
+        ("controls=true", "controls: pairs runs have no oracle"),
+        ("train.select=weak_agreement", "train.select: pairs runs train for the fixed budget"),
+    ]:
+        assert main(["validate", *base, extra]) == 2
+        assert message in capsys.readouterr().err

@@ -432,7 +432,7 @@ def test_suite_task_runs_end_to_end_with_its_pairs_kept_whole(tmp_path):
     """A PIQA-format fixture through the whole pipeline on tiny models: the two statements of a
     question always share a split."""
     from tests.tiny_models import make_tiny_model
-    from weaklift.config import load_config
+    from weaklift.config_files import load_config
     from weaklift.pipeline import run_experiment
     from weaklift.store import Artifact, ArtifactStore
 

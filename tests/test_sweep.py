@@ -209,7 +209,7 @@ class _Killed(BaseException):
 
 
 def test_a_sweep_killed_mid_point_resumes_with_only_the_missing_stages(tiny, tmp_path, monkeypatch):
-    import weaklift.pipeline as pipeline
+    import weaklift.recipes.classification as pipeline
 
     clean_dir, killed_dir = tmp_path / "clean", tmp_path / "killed"
     clean = _executions(run_sweep(_three_points(tiny, clean_dir), threads=1))
@@ -240,6 +240,18 @@ def test_a_sweep_killed_mid_point_resumes_with_only_the_missing_stages(tiny, tmp
     assert resumed["student"] == 4 and resumed["splits"] == 0
 
     pd.testing.assert_frame_equal(_numbers(killed_dir), _numbers(clean_dir))
+
+
+def test_a_dry_run_writes_nothing_neither_on_a_new_nor_on_a_half_done_store(tiny, tmp_path):
+    fresh = tmp_path / "fresh"
+    found, missing = existing_stages(_three_points(tiny, fresh)[0])
+    assert (found, missing) == ([], "splits") and not fresh.exists()
+    done = tmp_path / "done"
+    run_sweep(_three_points(tiny, done)[:1], threads=1)
+    before = sorted(p.relative_to(done) for p in done.rglob("*"))
+    found, missing = existing_stages(_three_points(tiny, done)[1])  # another seed: splits differ
+    assert missing == "splits"
+    assert sorted(p.relative_to(done) for p in done.rglob("*")) == before  # no folder, no lock
 
 
 def test_two_workers_on_one_store_compute_each_stage_once(tiny, tmp_path):

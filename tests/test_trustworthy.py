@@ -10,11 +10,11 @@ import pytest
 from safetensors.numpy import load_file
 
 from tests.test_pipeline import _overrides, _write_task, workdir  # noqa: F401
-from weaklift import pipeline
-from weaklift.config import load_config
+from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.metrics import pgr
 from weaklift.pipeline import run_experiment
+from weaklift.recipes import classification
 from weaklift.splits import make_splits
 from weaklift.stages import data as data_stages
 from weaklift.stages.evaluation import summarise_seeds
@@ -137,7 +137,7 @@ def test_controls_oracle_matches_the_ceiling_and_shuffled_permutes_weak_labels(
         requests.append(req)
         return train_stage(ctx, req)
 
-    monkeypatch.setattr(pipeline, "train_stage", spy)
+    monkeypatch.setattr(classification, "train_stage", spy)
     cfg = load_config(None, _overrides(workdir, tmp_path, "methods=[xent]", "controls=true"))
     results = run_experiment(cfg).data
     by_stage = {(r.stage, r.targets_key): r for r in requests}

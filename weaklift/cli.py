@@ -69,7 +69,7 @@ def _split_config_args(args: list[str]) -> tuple[str | None, list[str]]:
 
 
 def _run(args: argparse.Namespace) -> int:
-    from weaklift.config import load_config
+    from weaklift.config_files import load_config
     from weaklift.report import pairs_table, results_table
     from weaklift.runner import run_recorded
 
@@ -188,11 +188,12 @@ def track_runs(tracking, runs, default_experiment, sweep_name=None, report=None)
 
 
 def _validate(args: argparse.Namespace) -> int:
-    from weaklift.config import load_config
+    from weaklift.config_files import load_config
+    from weaklift.tasks import task_kind
 
     path, overrides = _split_config_args(args.args)
     cfg = load_config(path, overrides)
-    if cfg.task_kind == "generation":  # reads configs and tokenizers, never weights
+    if task_kind(cfg.task) == "generation":  # reads configs and tokenizers, never weights
         from weaklift.stages.generation import check_generation_models
 
         check_generation_models(cfg)
@@ -207,7 +208,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 
 def _layers(args: argparse.Namespace) -> int:
-    from weaklift.config import load_config
+    from weaklift.config_files import load_config
     from weaklift.layers import layer_scores, layers_table, scores_json
 
     path, overrides = _split_config_args(args.args)

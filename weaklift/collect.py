@@ -1,9 +1,11 @@
 """Collected results: every run under an output folder as flat tables (Parquet and CSV).
 
-``results``: one row per (run, model or method) — the weak supervisor (and each member of an
-ensemble), the ceiling, every student — with the config fields that vary across the runs, the
-sizes of the weak and strong models, accuracy, AUROC, ECE, PGR and its CI, agreement (overall and
-split by whether the supervisor was right), the seed and the row's training time.
+``results``: one row per (run, model) — the weak supervisor (and each member of an ensemble), the
+ceiling, every student and control; for pair runs the reference and each policy — with the config
+fields that vary across the runs, the sizes of the weak and strong models, the kind's headline
+``metric`` and ``score`` (with its CI), accuracy, AUROC, ECE, PGR and its CI, agreement (overall
+and split by whether the supervisor was right), every other metric of the run, the seed and the
+row's training time.
 ``curves``: one row per optimizer step of every training stage (loss, accuracy against the
 targets, confidence weight). ``calibration``: reliability-diagram bins per model.
 A report reads these tables, never a model.
@@ -20,19 +22,12 @@ from typing import Any
 import pandas as pd
 
 from weaklift.errors import WeakliftError
+from weaklift.recipes.rows import CLASSIFIER_METRICS
 from weaklift.runner import STAGES_FILE
 from weaklift.store import stable_hash
 
+METRICS = CLASSIFIER_METRICS  # the classifier columns every row has (NaN where unmeasured)
 TRAINING_STAGES = ("weak_model", "ceiling", "student", "rung")
-METRICS = (
-    "accuracy",
-    "auroc",
-    "ece",
-    "pgr",
-    "agreement",
-    "agreement_weak_right",
-    "agreement_weak_wrong",
-)
 
 
 @dataclass(frozen=True)
@@ -68,46 +63,36 @@ def load_runs(directory: str | Path, run_dirs: list[str] | None = None) -> list[
 
 
 def results_table(runs: list[Run]) -> pd.DataFrame:
-    """One row per (run, model or method); see the module docstring for the columns."""
+    """One row per (run, model); see the module docstring for the columns. The rows of each run
+    come from the recipe that wrote it, so classification, generation and pair runs share one
+    table (``metric``/``score``: the kind's headline number)."""
     from weaklift.models.size import parameter_count
+    from weaklift.recipes import result_rows
 
     varying = _varying_fields(runs)
     rows = []
     for run in runs:
         res, cfg = run.results, run.results["config"]
+        members = _members(cfg)
         base = {
             "run": run.name,
             **{key: _cell(value) for key, value in flatten(cfg).items() if key in varying},
             "task": res["task"],
-            "weak": " + ".join(res["models"]["weak"]),
+            "kind": res.get("kind", "classification"),
+            "weak": " + ".join(res["models"].get("weak", [])),
             "strong": res["models"]["strong"],
-            "weak_params": max(_size(parameter_count, m["model"]) for m in _members(cfg)),
+            "weak_params": max(
+                (_size(parameter_count, m["model"]) for m in members), default=math.nan
+            ),
             "strong_params": _size(parameter_count, cfg["strong"]["model"]),
             "seed": cfg["seed"],
             "seeds": len(res.get("seeds", [cfg["seed"]])),
-            "num_test": res["num_test"],
+            "num_test": res.get("num_test", res.get("num_pairs")),
         }
         seconds = _training_seconds(run)
-        rows.append({**base, "role": "weak", "method": "", **_metrics(res["weak"])})
-        rows[-1]["train_seconds"] = seconds.get(("weak", ""), math.nan)
-        if len(res.get("weak_members", {})) > 1:
-            for label, member in res["weak_members"].items():
-                rows.append({**base, "role": "weak_member", "method": label, **_metrics(member)})
-        ceiling = {**base, "role": "ceiling", "method": "", **_metrics(res["ceiling"])}
-        rows.append({**ceiling, "train_seconds": seconds.get(("ceiling", ""), math.nan)})
-        for label, student in res["students"].items():
-            ci = student.get("pgr_ci") or [math.nan, math.nan]
-            rows.append(
-                {
-                    **base,
-                    "role": "student",
-                    "method": label,
-                    **_metrics(student),
-                    "pgr_ci_low": ci[0],
-                    "pgr_ci_high": ci[1],
-                    "train_seconds": seconds.get(("student", label), math.nan),
-                }
-            )
+        for row in result_rows(res):
+            when = seconds.get((row["role"], row["method"] if row["role"] == "student" else ""))
+            rows.append({**base, **row, "train_seconds": math.nan if when is None else when})
     return pd.DataFrame(rows)
 
 
@@ -148,6 +133,8 @@ def calibration_table(runs: list[Run]) -> pd.DataFrame:
     rows = []
     for run in runs:
         res = run.results
+        if res.get("kind", "classification") != "classification":
+            continue  # reliability bins are a classifier's
         per_seed = res.get("per_seed") or {str(res["config"]["seed"]): res}
         for seed, block in per_seed.items():
             models = [("weak", "", block["weak"]), ("ceiling", "", block["ceiling"])]
@@ -201,21 +188,6 @@ def write_collected(runs: list[Run], out_dir: str | Path) -> dict[str, Path]:
 # --- helpers -------------------------------------------------------------------------------------
 
 
-def _metrics(block: dict[str, Any]) -> dict[str, Any]:
-    """The row's metrics; with several seeds these are seed means, and ``pgr_per_seed`` (JSON)
-    keeps each seed's PGR for the spread."""
-    per_seed = block.get("pgr_per_seed", [block["pgr"]] if "pgr" in block else [])
-    return {
-        **{name: block.get(name, math.nan) for name in METRICS},
-        "accuracy_sd": block.get("accuracy_sd", math.nan),
-        "pgr_per_seed": json.dumps([_finite(v) for v in per_seed]),
-    }
-
-
-def _finite(value: Any) -> float | None:
-    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
-
-
 def _members(cfg: dict[str, Any]) -> list[dict[str, Any]]:
     return cfg["weak"] if isinstance(cfg["weak"], list) else [cfg["weak"]]
 
@@ -236,6 +208,8 @@ def _method_labels(run: Run) -> dict[str, str]:
     from weaklift.config import MethodSpec
     from weaklift.methods import method_params
 
+    if run.results.get("kind", "classification") != "classification":
+        return {}  # generation and pair students are keyed by other specs
     specs = [MethodSpec(**m) for m in run.results["config"]["methods"]]
     return {stable_hash(method_params(spec)): spec.label for spec in specs}
 
@@ -249,9 +223,9 @@ def _training_seconds(run: Run) -> dict[tuple[str, str], float]:
         if took is None:
             continue
         stage = record["stage"]
-        if stage in ("weak_model", "weak_labels"):
+        if stage in ("weak_model", "weak_labels", "weak_generator"):
             row = ("weak", "")
-        elif stage == "ceiling":
+        elif stage in ("ceiling", "gen_ceiling"):
             row = ("ceiling", "")
         elif stage == "student":
             row = ("student", labels.get(_method_hash(record), ""))

@@ -1,25 +1,45 @@
-"""Typed experiment configuration: YAML file + ``key.sub=value`` overrides, validated before any work.
-
-Every field carries its help text; ``weaklift validate`` checks a config without loading a model.
+"""The experiment schema: every field with its help text and the checks one field (or a pair of
+fields) can make alone. Rules that depend on the task's kind live in its recipe
+(``weaklift.recipes``); reading YAML and overrides lives in ``weaklift.config_files``. This module
+imports no task, method or model, so anything may import it.
 """
 
 from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal, get_args
+from typing import Any, Literal
 
-import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
-from weaklift.errors import WeakliftError
+from weaklift.config_base import MethodSpec, Strict, method_specs
+from weaklift.config_generation import (
+    CandidatesConfig,
+    GenerationConfig,
+    JudgesConfig,
+    PreferenceConfig,
+    PreferenceTrainConfig,
+)
+
+__all__ = [
+    "SELECTION_RULES",
+    "CandidatesConfig",
+    "ExperimentConfig",
+    "GenerationConfig",
+    "JudgesConfig",
+    "MethodSpec",
+    "ModelConfig",
+    "PreferenceConfig",
+    "PreferenceTrainConfig",
+    "SplitConfig",
+    "TaskConfig",
+    "TrackingConfig",
+    "TrainConfig",
+    "output_dir_problem",
+]
 
 
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_assignment=True)
-
-
-class TaskConfig(_Strict):
+class TaskConfig(Strict):
     name: str = Field("facts", description="Built-in task name (see `weaklift tasks`) or `file`.")
     path: str | None = Field(
         None,
@@ -64,7 +84,7 @@ class TaskConfig(_Strict):
     )
 
 
-class LoraConfig(_Strict):
+class LoraConfig(Strict):
     r: int = Field(8, ge=1, description="LoRA rank.")
     alpha: int = Field(16, ge=1, description="LoRA scaling numerator (scale = alpha / r).")
     dropout: float = Field(0.0, ge=0.0, lt=1.0, description="Dropout on the LoRA input.")
@@ -73,7 +93,7 @@ class LoraConfig(_Strict):
     )
 
 
-class GenftConfig(_Strict):
+class GenftConfig(Strict):
     """Generative finetuning before weak-to-strong training (Burns et al. 2023, sec. 5.2.2)."""
 
     enabled: bool = Field(
@@ -101,7 +121,7 @@ class GenftConfig(_Strict):
     lora: LoraConfig = Field(default_factory=LoraConfig)
 
 
-class ModelConfig(_Strict):
+class ModelConfig(Strict):
     model: str = Field(
         description="Zoo name (`weaklift models`), hub id, local folder, or .gguf file."
     )
@@ -167,7 +187,7 @@ class ModelConfig(_Strict):
         return " ".join(parts)
 
 
-class ProbeTrainConfig(_Strict):
+class ProbeTrainConfig(Strict):
     epochs: int = Field(
         30, ge=1, description="Passes over the training split (a linear head is cheap)."
     )
@@ -179,7 +199,7 @@ class ProbeTrainConfig(_Strict):
     weight_decay: float = Field(0.01, ge=0, description="AdamW weight decay.")
 
 
-class FinetuneTrainConfig(_Strict):
+class FinetuneTrainConfig(Strict):
     epochs: int = Field(2, ge=1, description="Passes over the training split.")
     batch_size: int = Field(16, ge=1, description="Optimizer batch size.")
     micro_batch_size: int | None = Field(
@@ -198,7 +218,7 @@ SELECTION_RULES: dict[str, str] = {
 }
 
 
-class TrainConfig(_Strict):
+class TrainConfig(Strict):
     probe: ProbeTrainConfig = Field(default_factory=ProbeTrainConfig)
     finetune: FinetuneTrainConfig = Field(default_factory=FinetuneTrainConfig)
     select: SelectionRule = Field(
@@ -219,7 +239,7 @@ class TrainConfig(_Strict):
         return raw
 
 
-class SplitConfig(_Strict):
+class SplitConfig(Strict):
     weak_train: int = Field(
         1000, ge=2, description="GT examples on the weak side, weak_holdout included."
     )
@@ -277,49 +297,7 @@ class SplitConfig(_Strict):
         return self.weak_holdout
 
 
-class GenerationConfig(_Strict):
-    """Decoding and target-building settings of generation tasks (Cui et al. 2024)."""
-
-    beams: int = Field(4, ge=1, description="Beam width of every model's beam search.")
-    n_best: int = Field(
-        2, ge=1, description="Outputs kept per prompt from each weak generator (<= beams)."
-    )
-    max_new_tokens: int = Field(40, ge=1, description="Longest output generated.")
-    length_penalty: float = Field(
-        1.0, description="Beam score = log-prob / length**length_penalty (1 = per-token mean)."
-    )
-    batch_size: int = Field(8, ge=1, description="Prompts decoded together (grouped by length).")
-    max_prompt_length: int = Field(
-        128,
-        ge=4,
-        description="Prompt tokens every causal-LM stage keeps (SFT, decoding, rescoring, "
-        "candidates, judges, DPO): one rule, so a policy trains on the contexts it decodes with.",
-    )
-    prompt_keep: Literal["end", "start"] = Field(
-        "end",
-        description="Which side of a long prompt is kept (a BOS prefix always stays): end, what "
-        "the reply follows, or start.",
-    )
-    max_target_length: int = Field(
-        64, ge=2, description="Truncate training targets to this many tokens (EOS included)."
-    )
-    share: Literal["even", "entropy"] = Field(
-        "even",
-        description="How a weak word's log-prob is shared over its strong tokens: evenly, or in "
-        "proportion to the strong model's (detached) entropy at each token.",
-    )
-
-    @model_validator(mode="after")
-    def _n_best_within_beams(self) -> GenerationConfig:
-        if self.n_best > self.beams:
-            raise ValueError(
-                f"generation.n_best: {self.n_best} outputs need at least as many beams "
-                f"(generation.beams={self.beams})"
-            )
-        return self
-
-
-class TrackingConfig(_Strict):
+class TrackingConfig(Strict):
     """Where runs are also logged: params, metrics, per-step curves and the HTML report."""
 
     backend: Literal["none", "mlflow"] = Field(
@@ -333,142 +311,7 @@ class TrackingConfig(_Strict):
     )
 
 
-class MethodSpec(_Strict):
-    """One weak-to-strong method and its own options (validated by the method's config class)."""
-
-    name: str
-    options: dict[str, Any] = Field(default_factory=dict)
-
-    @property
-    def label(self) -> str:
-        """The name results are reported under: ``logconf`` or ``logconf(alpha=0.75)``."""
-        if not self.options:
-            return self.name
-        inner = ",".join(f"{k}={v}" for k, v in sorted(self.options.items()))
-        return f"{self.name}({inner})"
-
-
-def _method_specs(value: Any) -> Any:
-    """``[xent, {name: logconf, alpha: 0.5}]`` -> MethodSpec dicts (names alone, or name + options)."""
-    if isinstance(value, str):
-        value = [value]
-    specs = []
-    for item in value or []:
-        if isinstance(item, str):
-            specs.append({"name": item})
-        elif isinstance(item, dict) and "options" not in item:
-            item = dict(item)
-            specs.append({"name": item.pop("name", None), "options": item})
-        else:
-            specs.append(item)
-    return specs
-
-
-class PreferenceTrainConfig(_Strict):
-    """The DPO loop: one optimizer step per batch of pairs (chosen and rejected in one forward)."""
-
-    epochs: int = Field(1, ge=1, description="Passes over the pairs.")
-    batch_size: int = Field(8, ge=1, description="Pairs per optimizer step.")
-    micro_batch_size: int | None = Field(
-        2, ge=1, description="Split each batch for gradient accumulation (memory)."
-    )
-    lr: float = Field(1e-4, gt=0, description="AdamW learning rate (LoRA; full wants ~1e-6).")
-    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
-    max_response_length: int = Field(
-        128,
-        ge=1,
-        description="Response tokens kept (from the start; + EOS when it fits); the prompt follows "
-        "generation.max_prompt_length and generation.prompt_keep.",
-    )
-
-
-class JudgesConfig(_Strict):
-    """How weak judges' scores of candidates become (chosen, rejected) pairs (Cui et al. 2024)."""
-
-    weights: Literal["uniform", "dynamic"] | list[float] = Field(
-        "uniform",
-        description="Judge weights: uniform; dynamic (softmax of mean confidence / temperature, as "
-        "multi_naive); or one non-negative number per judge, rescaled to sum 1.",
-    )
-    temperature: float = Field(1.0, gt=0, description="Softmax temperature for dynamic weights.")
-    min_margin: float | None = Field(
-        None,
-        ge=0,
-        description="Drop a pair when some judge prefers the rejected candidate by more than this "
-        "(length-normalised log-likelihood); unset keeps every pair.",
-    )
-    sample_size: int = Field(20, ge=0, description="Pairs written to the readable sample.jsonl.")
-
-    @field_validator("weights")
-    @classmethod
-    def _usable_weights(cls, value: Any) -> Any:
-        if isinstance(value, list) and (not value or min(value) < 0 or sum(value) <= 0):
-            raise ValueError("list non-negative judge weights with a positive sum")
-        return value
-
-
-class CandidatesConfig(_Strict):
-    """How the student writes candidates for the weak judges: beam n-best or seeded sampling."""
-
-    num: int = Field(4, ge=2, description="Candidates per prompt (K).")
-    decoding: Literal["sample", "beam"] = Field(
-        "sample", description="sample (seeded, with temperature) or beam (the K-best beams)."
-    )
-    temperature: float = Field(1.0, gt=0, description="Sampling temperature.")
-    max_new_tokens: int = Field(48, ge=1, description="Longest candidate, in tokens.")
-    batch_size: int = Field(8, ge=1, description="Prompts decoded together.")
-
-
-class PreferenceConfig(_Strict):
-    """Preference optimisation of the strong causal LM (policy = strong.model, LoRA or full)."""
-
-    losses: list[MethodSpec] = Field(
-        default_factory=lambda: [MethodSpec(name="dpo")],
-        description="One trained policy per loss: dpo, cdpo, ipo, or {name: cdpo, beta: .., epsilon: ..}.",
-    )
-    train: PreferenceTrainConfig = Field(default_factory=PreferenceTrainConfig)
-    judges: JudgesConfig = Field(default_factory=JudgesConfig)
-    candidates: CandidatesConfig = Field(default_factory=CandidatesConfig)
-    students: list[str] | None = Field(
-        None,
-        description="Generation tasks: the students (method labels, e.g. [soft]) that write "
-        "candidates for the weak generators to judge and are then trained on the pairs; "
-        "default: every student.",
-    )
-    weak_judges: bool = Field(
-        False,
-        description="Pair tasks: also train each loss on pairs the weak members judge from the "
-        "policy's own candidates for the transfer prompts (no ground-truth replies), and report "
-        "PGR against the policy trained on the ground-truth pairs. The weak judges are the weak "
-        "models ZERO-SHOT (their pretrained log-likelihoods): nothing trains them, weak_train "
-        "is unused.",
-    )
-
-    @field_validator("losses", mode="before")
-    @classmethod
-    def _losses_from_names(cls, value: Any) -> Any:
-        return _method_specs(value)
-
-    def check_losses(self) -> None:
-        """Every loss exists and its options are valid; ValueError names the field (checked by
-        ExperimentConfig, so the message carries the full path)."""
-        from weaklift.methods import PREFERENCE_LOSSES, validate_method_options
-
-        if not self.losses:
-            raise ValueError("preference.losses: list at least one loss, e.g. [dpo, cdpo]")
-        for i, spec in enumerate(self.losses):
-            if spec.name not in PREFERENCE_LOSSES:
-                raise ValueError(
-                    f"preference.losses.{i}: unknown loss {spec.name!r}; "
-                    f"choose from {sorted(PREFERENCE_LOSSES)}"
-                )
-            validate_method_options(spec, f"preference.losses.{i}", PREFERENCE_LOSSES)
-        labels = [spec.label for spec in self.losses]
-        if len(set(labels)) != len(labels):
-            raise ValueError(f"preference.losses: duplicate entries {labels}")
-
-
-class ExperimentConfig(_Strict):
+class ExperimentConfig(Strict):
     task: TaskConfig = Field(default_factory=TaskConfig)
     weak: ModelConfig | list[ModelConfig] = Field(
         default_factory=lambda: ModelConfig(model="smollm2-135m"),
@@ -490,16 +333,18 @@ class ExperimentConfig(_Strict):
     seed: int = Field(
         0, ge=0, description="Seeds splits, initialisation and data order (task.seed: the data)."
     )
-    seeds: int | list[int] = Field(
-        3,
+    seeds: int | list[int] | None = Field(
+        None,
         description="Train every model once per seed: a count n (seed, seed+1, ..., seed+n-1) or "
         "a list of seeds. Results report each seed, the mean, the spread and a PGR interval "
-        "over seeds and test examples.",
+        "over seeds and test examples. Default: the task kind's (classification 3; generation "
+        "and pairs 1, which is all they run).",
     )
-    controls: bool = Field(
-        True,
+    controls: bool | None = Field(
+        None,
         description="Add an oracle student (GT labels through the student path; should reach the "
-        "ceiling) and a shuffled student (weak labels permuted; should fall to chance).",
+        "ceiling) and a shuffled student (weak labels permuted; should fall to chance). "
+        "Default: the task kind's (classification true; generation and pairs have none).",
     )
     output_dir: str = Field(
         "weaklift_runs", description="Artifact store and run folders live here."
@@ -534,7 +379,7 @@ class ExperimentConfig(_Strict):
     @field_validator("methods", mode="before")
     @classmethod
     def _methods_from_names(cls, value: Any) -> Any:
-        return _method_specs(value)
+        return method_specs(value)
 
     @model_validator(mode="before")
     @classmethod
@@ -552,7 +397,7 @@ class ExperimentConfig(_Strict):
 
     @field_validator("seeds")
     @classmethod
-    def _seeds_are_distinct(cls, value: int | list[int]) -> int | list[int]:
+    def _seeds_are_distinct(cls, value: int | list[int] | None) -> int | list[int] | None:
         if isinstance(value, int) and value < 1:
             raise ValueError(f"seeds: give a count of at least 1 or a list, got {value}")
         if isinstance(value, list) and (
@@ -566,7 +411,7 @@ class ExperimentConfig(_Strict):
         """The seeds every model is trained with."""
         if isinstance(self.seeds, list):
             return list(self.seeds)
-        return [self.seed + i for i in range(self.seeds)]
+        return [self.seed + i for i in range(self.seeds or 1)]
 
     @property
     def weak_members(self) -> list[ModelConfig]:
@@ -583,88 +428,6 @@ class ExperimentConfig(_Strict):
             raise ValueError(
                 f"weak: duplicate members {labels}; give them different seeds or subsets"
             )
-        return self
-
-    @property
-    def task_kind(self) -> str:
-        from weaklift.tasks import task_kind
-
-        return task_kind(self.task)
-
-    @model_validator(mode="after")
-    def _preference_fits(self) -> ExperimentConfig:
-        from weaklift.tasks import TASKS
-
-        if self.preference is not None:
-            self.preference.check_losses()
-            if self.preference.students is not None and self.task_kind != "generation":
-                raise ValueError(
-                    "preference.students: only generation tasks train students before preference "
-                    "optimisation; remove it"
-                )
-            weights = self.preference.judges.weights
-            if isinstance(weights, list) and len(weights) != len(self.weak_members):
-                raise ValueError(
-                    f"preference.judges.weights: {len(weights)} weights for "
-                    f"{len(self.weak_members)} weak judges (the weak members)"
-                )
-        task = TASKS.get(self.task.name)
-        if (self.preference is not None or (task and task.kind == "pairs")) and (
-            self.strong.mode == "probe"
-        ):
-            raise ValueError(
-                "strong.mode: preference optimisation trains the strong causal LM itself; "
-                "set strong.mode=lora or strong.mode=full"
-            )
-        return self
-
-    @model_validator(mode="after")
-    def _methods_exist(self) -> ExperimentConfig:
-        from weaklift.methods import METHODS, validate_method_options
-
-        if self.task_kind == "generation":
-            _check_generation(self)
-            return self
-        _check_method_list(
-            self,
-            METHODS,
-            validate_method_options,
-            example="methods=[xent,logconf]",
-            unknown="unknown method {name!r}",
-        )
-        if self.ladder:
-            for i, spec in enumerate(self.methods):
-                if METHODS[spec.name].multi_weak:
-                    raise ValueError(
-                        f"methods.{i}: {spec.name} needs several weak members, but a ladder's rungs "
-                        "each have one supervisor; use a single-weak method (e.g. xent, logconf)"
-                    )
-        return self
-
-    @model_validator(mode="after")
-    def _preference_task_fits(self) -> ExperimentConfig:
-        """Preference pairs need pairwise (Bradley–Terry) models and methods; say so before any work."""
-        from weaklift.methods import METHODS
-        from weaklift.models.tfidf import TFIDF_MODEL
-        from weaklift.tasks import TASKS
-
-        spec = TASKS.get(self.task.name)
-        if spec is None or spec.kind != "preference":
-            return self
-        for i, member in enumerate(self.weak_members):
-            if member.model == TFIDF_MODEL:
-                where = f"weak.{i}.model" if isinstance(self.weak, list) else "weak.model"
-                raise ValueError(
-                    f"{where}: tfidf scores single texts and has no pairwise form, so it cannot "
-                    f"supervise the preference task {self.task.name}; use a neural weak model"
-                )
-        for i, method in enumerate(self.methods):
-            if not METHODS[method.name].pairwise:
-                raise ValueError(
-                    f"methods.{i}: {method.name} has no pairwise form (its loss depends on each "
-                    f"reward, not only on r(a) − r(b)), so it cannot train a reward model for "
-                    f"{self.task.name}; use multi_naive or joint"
-                )
         return self
 
 
@@ -684,203 +447,3 @@ def output_dir_problem(path: Path) -> str | None:
     if not os.access(existing, os.W_OK | os.X_OK):
         return f"{path} cannot be created: {existing} is not writable"
     return None
-
-
-def _check_method_list(
-    cfg: ExperimentConfig,
-    registry: dict[str, type],
-    validate_options: Any,
-    example: str,
-    unknown: str,
-) -> None:
-    """Methods exist in ``registry``, their options validate, weight lists fit the members, no
-    duplicates; shared by classification and generation tasks."""
-    if not cfg.methods:
-        raise ValueError(f"methods: list at least one method, e.g. {example}")
-    for i, spec in enumerate(cfg.methods):
-        if spec.name not in registry:
-            what = unknown.format(name=spec.name)
-            raise ValueError(f"methods.{i}: {what}; choose from {sorted(registry)}")
-        validate_options(spec, where=f"methods.{i}")
-        weights = spec.options.get("weights")
-        if isinstance(weights, list) and len(weights) != len(cfg.weak_members):
-            raise ValueError(
-                f"methods.{i}.weights: {len(weights)} weights for {len(cfg.weak_members)} weak members"
-            )
-    labels = [spec.label for spec in cfg.methods]
-    if len(set(labels)) != len(labels):
-        raise ValueError(f"methods: duplicate entries {labels}")
-
-
-def _check_generation(cfg: ExperimentConfig) -> None:
-    """What a generation task needs: generation methods, generators that train (lora/full)."""
-    from weaklift.methods.generation import GEN_METHODS, validate_gen_method_options
-
-    _check_method_list(
-        cfg,
-        GEN_METHODS,
-        validate_gen_method_options,
-        example="methods=[sft,soft]",
-        unknown="{name!r} is not a generation method (task "
-        + repr(cfg.task.name)
-        + " generates text)",
-    )
-    for where, model in [("strong", cfg.strong)] + [
-        (f"weak.{i}" if isinstance(cfg.weak, list) else "weak", m)
-        for i, m in enumerate(cfg.weak_members)
-    ]:
-        if model.model == "tfidf":
-            raise ValueError(f"{where}.model: tfidf cannot generate text; use a causal LM")
-        if model.mode == "probe":
-            raise ValueError(
-                f"{where}.mode: a probe cannot generate text; set {where}.mode=lora (or full)"
-            )
-        if model.genft.enabled:
-            raise ValueError(f"{where}.genft: not used by generation tasks; remove it")
-    if cfg.ladder:
-        raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
-    if cfg.split.balance:
-        raise ValueError("split.balance: generation tasks have no classes to balance")
-    if cfg.preference is not None:
-        _check_generation_preference(cfg, cfg.preference)
-
-
-def _check_generation_preference(cfg: ExperimentConfig, pref: PreferenceConfig) -> None:
-    """Preference optimisation continues named students; the weak generators are the judges."""
-    if pref.weak_judges:
-        raise ValueError(
-            "preference.weak_judges: a generation task always uses its weak generators as judges; "
-            "remove it"
-        )
-    labels = [spec.label for spec in cfg.methods]
-    for i, label in enumerate(pref.students or []):
-        if label not in labels:
-            raise ValueError(
-                f"preference.students.{i}: {label!r} is not one of this run's students {labels}; "
-                "name a method label from `methods`"
-            )
-
-
-def parse_overrides(pairs: list[str]) -> dict[str, Any]:
-    """Turn ``["a.b=1", "methods=[xent,logconf]"]`` into a nested dict; values parse as YAML,
-    except for text fields (``task.template={sentence}`` is a template, not a mapping)."""
-    nested: dict[str, Any] = {}
-    for pair in pairs:
-        if "=" not in pair:
-            raise WeakliftError(f"override {pair!r} has no '='", "write key.sub=value, e.g. seed=1")
-        key, raw = pair.split("=", 1)
-        parts = key.strip().split(".")
-        value = _parse_text(raw) if _is_text_field(parts) else _parse_value(raw)
-        node = nested
-        for part in parts[:-1]:
-            node = node.setdefault(part, {})
-            if not isinstance(node, dict):
-                raise WeakliftError(
-                    f"override {pair!r} conflicts with another override of {part!r}"
-                )
-        node[parts[-1]] = value
-    return nested
-
-
-def _is_text_field(parts: list[str]) -> bool:
-    """Whether a dotted key names a field typed ``str`` (or ``str | None``) in the schema."""
-    model: type[BaseModel] | None = ExperimentConfig
-    for i, part in enumerate(parts):
-        field = model.model_fields.get(part) if model is not None else None
-        if field is None:
-            return False
-        options = [a for a in get_args(field.annotation) if a is not type(None)]
-        options = options or [field.annotation]
-        if i == len(parts) - 1:
-            return all(option is str for option in options)
-        models = [o for o in options if isinstance(o, type) and issubclass(o, BaseModel)]
-        model = models[0] if len(models) == 1 else None
-    return False
-
-
-def _parse_text(raw: str) -> str | None:
-    """A text field's value: the literal text, unquoted if written as a YAML string; empty = unset."""
-    if raw.strip() in ("", "null", "~"):
-        return None
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    return value if isinstance(value, str) else raw
-
-
-def _parse_value(raw: str) -> Any:
-    """YAML scalars and explicit [lists]/{maps}; anything else stays the literal string
-    (so ``task.template=Review: {text}`` is a template, not a mapping)."""
-    if raw == "":
-        return None
-    try:
-        value = yaml.safe_load(raw)
-    except yaml.YAMLError:
-        return raw
-    if isinstance(value, dict | list) and not raw.lstrip().startswith(("[", "{")):
-        return raw
-    return value
-
-
-def _deep_merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _deep_merge(merged[key], value)
-        else:
-            merged[key] = value
-    return merged
-
-
-def _format_validation_error(err: ValidationError) -> str:
-    first = err.errors()[0]
-    message = first["msg"].removeprefix("Value error, ")
-    if not first["loc"]:  # a cross-field check: its message already names the field
-        return f"config field {message}"
-    where = ".".join(str(p) for p in first["loc"])
-    if first["type"] == "extra_forbidden":
-        return f"config field {where}: unknown key (misspelt?); configs/default.yaml lists the valid keys"
-    got = first.get("input")
-    return f"config field {where}: {message}" + ("" if isinstance(got, dict) else f" (got {got!r})")
-
-
-def load_config(
-    path: str | Path | None = None, overrides: list[str] | None = None
-) -> ExperimentConfig:
-    """Read YAML (optional), apply overrides, validate. Raises WeakliftError naming the field."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise WeakliftError(f"config file {path} not found", "pass an existing YAML file")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise WeakliftError(f"config file {path} is not valid YAML ({err})") from err
-        if not isinstance(raw, dict):
-            raise WeakliftError(
-                f"config file {path} must hold a mapping of keys", "see configs/default.yaml"
-            )
-    return config_from_mapping(_deep_merge(raw, parse_overrides(overrides or [])))
-
-
-def config_from_mapping(raw: dict[str, Any]) -> ExperimentConfig:
-    """Validate a raw mapping (a YAML file's content, merged overrides, a sweep point)."""
-    raw = dict(raw)
-    # `weak=smollm2-135m` is shorthand for `weak.model=smollm2-135m`; lists may hold bare names too.
-    for side in ("weak", "strong"):
-        if isinstance(raw.get(side), str):
-            raw[side] = {"model": raw[side]}
-        if isinstance(raw.get(side), list):
-            raw[side] = [{"model": m} if isinstance(m, str) else m for m in raw[side]]
-    for side in ("weak", "strong"):
-        if isinstance(raw.get(side), dict) and "model" not in raw[side]:
-            raw[side] = {
-                "model": ExperimentConfig.model_fields[side].default_factory().model,
-                **raw[side],
-            }
-    try:
-        return ExperimentConfig.model_validate(raw)
-    except ValidationError as err:
-        raise WeakliftError(_format_validation_error(err)) from None

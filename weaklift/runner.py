@@ -72,10 +72,8 @@ class RecordingStore:
         )
         return artifact
 
-    def __getattr__(self, name: str) -> Any:  # everything else is the wrapped store's
-        if name.startswith("_"):
-            raise AttributeError(name)
-        return getattr(self.store, name)
+    def artifacts(self, stage: str, version: int, params: dict[str, Any]) -> list[Artifact]:
+        return self.store.artifacts(stage, version, params)
 
 
 @dataclass
@@ -114,7 +112,7 @@ def run_point(raw: dict[str, Any], threads: int | None = None) -> PointOutcome:
 
     Takes the point's raw mapping rather than a config object, so it pickles anywhere.
     """
-    from weaklift.config import config_from_mapping
+    from weaklift.config_files import config_from_mapping
 
     if threads:
         os.environ["OMP_NUM_THREADS"] = str(threads)

@@ -28,7 +28,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 from filelock import FileLock
@@ -103,14 +103,49 @@ def save_json(folder: Path, name: str, obj: Any) -> None:
     (folder / f"{name}.json").write_text(json.dumps(obj, indent=2, default=_json_default) + "\n")
 
 
+class Store(Protocol):
+    """What a stage may ask of a store: the artifact store itself, or a wrapper that records
+    (``RecordingStore``) or only looks up (a sweep's dry run)."""
+
+    root: Path
+
+    @property
+    def executions(self) -> Counter[str]:
+        """How many times each stage was computed (not found) through this store."""
+        ...
+
+    def get_or_compute(
+        self,
+        stage: str,
+        version: int,
+        params: dict[str, Any],
+        upstream: dict[str, str],
+        compute: Callable[[Path], dict[str, Any] | None],
+    ) -> Artifact: ...
+
+    def lookup(
+        self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]
+    ) -> Artifact | None:
+        """The finished, verified artifact, or None; creates no folder and takes no lock."""
+        key = self.key(stage, version, params, upstream)
+        try:
+            return self._load_verified(stage, key, self.root / stage / key)
+        except (FileNotFoundError, CorruptArtifact):
+            return None
+
+    def artifacts(self, stage: str, version: int, params: dict[str, Any]) -> list[Artifact]: ...
+
+
 class ArtifactStore:
     """Maps (stage, version, params, upstream keys) to a folder; computes each at most once."""
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, create: bool = True):
+        """``create=False`` opens a store read-only: nothing (not even ``root``) is created."""
         self.root = Path(root)
-        self.root.mkdir(parents=True, exist_ok=True)
         self.executions: Counter[str] = Counter()
-        self._remove_abandoned_temporaries()
+        if create:
+            self.root.mkdir(parents=True, exist_ok=True)
+            self._remove_abandoned_temporaries()
 
     def key(
         self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]
@@ -152,6 +187,16 @@ class ArtifactStore:
             self._compute_and_publish(stage, key, final, version, params, upstream, compute)
         self.executions[stage] += 1
         return self._load_verified(stage, key, final)
+
+    def lookup(
+        self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]
+    ) -> Artifact | None:
+        """The finished, verified artifact, or None; creates no folder and takes no lock."""
+        key = self.key(stage, version, params, upstream)
+        try:
+            return self._load_verified(stage, key, self.root / stage / key)
+        except (FileNotFoundError, CorruptArtifact):
+            return None
 
     def artifacts(self, stage: str, version: int, params: dict[str, Any]) -> list[Artifact]:
         """Finished, verified artifacts of ``stage`` whose params include ``params`` (sorted by

@@ -22,6 +22,7 @@ import itertools
 import json
 import logging
 import os
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,9 +30,11 @@ from typing import Any
 import yaml
 from tqdm.auto import tqdm
 
-from weaklift.config import ExperimentConfig, config_from_mapping, parse_overrides
+from weaklift.config import ExperimentConfig
+from weaklift.config_files import config_from_mapping, merge_config, parse_overrides
 from weaklift.errors import WeakliftError
 from weaklift.runner import PointOutcome, run_point
+from weaklift.store import Artifact, ArtifactStore
 
 log = logging.getLogger("weaklift")
 
@@ -81,7 +84,7 @@ class Sweep:
         points, skipped = [], []
         for combo in itertools.product(*axes):
             values = {k: v for part in combo for k, v in part.items()}
-            raw = _merge(self.base, _nested(values))
+            raw = merge_config(self.base, _nested(values))
             where = describe(values)
             try:
                 cfg = config_from_mapping(raw)
@@ -135,7 +138,7 @@ def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     if not isinstance(only_weaker, bool):
         raise WeakliftError("sweep field only_weaker: must be true or false")
     name = str(raw.pop("name", path.stem))
-    base = _merge(raw, parse_overrides(overrides or []))
+    base = merge_config(raw, parse_overrides(overrides or []))
     return Sweep(name=name, base=base, grid=grid, zips=zips, only_weaker=only_weaker)
 
 
@@ -295,22 +298,27 @@ class _Missing(Exception):
 
 
 class _LookupOnlyStore:
-    """Answers from the store when the artifact exists; stops at the first one that does not."""
+    """Answers from the store when the artifact exists; stops at the first one that does not.
+    Writes nothing: no folder, no lock file (a dry run leaves the output_dir as it found it)."""
 
-    def __init__(self, store):
+    def __init__(self, store: ArtifactStore):
         self.store = store
+        self.root = store.root
         self.found: list[str] = []
 
-    def get_or_compute(self, stage, version, params, upstream, compute):
-        def refuse(_: Path) -> dict:
-            raise _Missing(stage)
+    @property
+    def executions(self) -> Counter[str]:
+        return Counter()  # a dry run computes nothing
 
-        artifact = self.store.get_or_compute(stage, version, params, upstream, refuse)
+    def get_or_compute(self, stage, version, params, upstream, compute) -> Artifact:
+        artifact = self.store.lookup(stage, version, params, upstream)
+        if artifact is None:
+            raise _Missing(stage)
         self.found.append(stage)
         return artifact
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.store, name)
+    def artifacts(self, stage: str, version: int, params: dict[str, Any]) -> list[Artifact]:
+        return self.store.artifacts(stage, version, params)
 
 
 def existing_stages(point: SweepPoint) -> tuple[list[str], str | None]:
@@ -318,9 +326,9 @@ def existing_stages(point: SweepPoint) -> tuple[list[str], str | None]:
     import tempfile
 
     from weaklift.pipeline import run_experiment
-    from weaklift.store import ArtifactStore
 
-    store = _LookupOnlyStore(ArtifactStore(Path(point.config.output_dir) / "artifacts"))
+    root = Path(point.config.output_dir) / "artifacts"
+    store = _LookupOnlyStore(ArtifactStore(root, create=False))
     with tempfile.TemporaryDirectory(prefix="weaklift-dry-run-") as scratch:
         # A complete point writes its results.json into the scratch folder, never the sweep's.
         cfg = point.config.model_copy(update={"output_dir": scratch})
@@ -356,22 +364,6 @@ def _nested(values: dict[str, Any]) -> dict[str, Any]:
             node = node.setdefault(part, {})
         node[last] = value
     return nested
-
-
-def _merge(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
-    merged = dict(base)
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(merged.get(key), dict):
-            merged[key] = _merge(merged[key], value)
-        elif (
-            isinstance(merged.get(key), str)
-            and isinstance(value, dict)
-            and key in ("weak", "strong")
-        ):
-            merged[key] = _merge({"model": merged[key]}, value)  # `weak: tfidf` + weak.model
-        else:
-            merged[key] = value
-    return merged
 
 
 def describe(values: dict[str, Any]) -> str:

@@ -22,6 +22,7 @@ from weaklift.errors import WeakliftError
 from weaklift.runner import STAGES_FILE
 
 _UNSAFE = re.compile(r"[^0-9A-Za-z_\-. /]")
+SCORE_ALIASES = ("score", "score_ci_low", "score_ci_high")  # the row's metric again, under its name
 CURVES = ("step_loss", "step_target_accuracy", "step_confidence_weight")
 
 
@@ -31,25 +32,19 @@ def metric_name(*parts: str) -> str:
 
 
 def results_metrics(results: dict[str, Any]) -> dict[str, float]:
-    """Every scalar metric of results.json under a slash-separated name (CIs as _low/_high)."""
-    blocks: dict[tuple[str, ...], dict[str, Any]] = {
-        ("weak",): results["weak"],
-        ("ceiling",): results["ceiling"],
-        **{("student", label): block for label, block in results["students"].items()},
-        **{("control", label): block for label, block in results.get("controls", {}).items()},
-    }
-    if len(results.get("weak_members", {})) > 1:
-        blocks.update({("weak_member", k): v for k, v in results["weak_members"].items()})
+    """Every finite number of a run's rows (one per model, from its recipe) under a
+    slash-separated name: ``weak/accuracy``, ``student/xent/pgr``, ``student/xent/pgr_ci_low``."""
+    from weaklift.recipes import result_rows
+
     metrics = {}
-    for prefix, block in blocks.items():
-        for key, value in block.items():
-            if isinstance(value, bool) or value is None:
+    for row in result_rows(results):
+        single = row["role"] in ("weak", "ceiling", "reference")
+        prefix = (row["role"],) if single else (row["role"], row["method"])
+        for key, value in row.items():
+            if key in ("role", "method", "metric", *SCORE_ALIASES) or isinstance(value, bool):
                 continue
-            if isinstance(value, int | float):
+            if isinstance(value, int | float) and math.isfinite(value):
                 metrics[metric_name(*prefix, key)] = float(value)
-            elif isinstance(value, list) and len(value) == 2 and key.endswith("_ci"):
-                metrics[metric_name(*prefix, f"{key}_low")] = float(value[0])
-                metrics[metric_name(*prefix, f"{key}_high")] = float(value[1])
     return metrics
 
 

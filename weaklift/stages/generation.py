@@ -48,7 +48,7 @@ log = logging.getLogger("weaklift")
 GEN_TRAIN_VERSION = 2  # 2: one prompt rule (PromptRule), compute dtype, method versions
 GENERATIONS_VERSION = 2  # 2: weak_output never scores an EOS that was not written; PromptRule
 RESCORE_VERSION = 2  # 2: the shared left-padded scorer and PromptRule
-GEN_EVAL_VERSION = 1
+GEN_EVAL_VERSION = 2  # 2: best member chosen on weak_holdout, never on test
 
 
 def gen_loop_config(ctx: StageContext, model_cfg: ModelConfig) -> GenLoopConfig:
@@ -364,15 +364,32 @@ def predictions_of(generations: Artifact) -> list[str]:
     return [" ".join(row[0]["words"]) if row else "" for row in generations.json("generations")]
 
 
+def best_member_on_holdout(ctx: StageContext, holdout: dict[str, Artifact]) -> dict[str, float]:
+    """Each weak member's primary metric on weak_holdout (weak-side ground truth only), so the
+    best member is chosen as classification chooses it: never on test."""
+    metric = ctx.data.task_metric
+    rows = ctx.splits["weak_holdout"]
+    references = [ctx.data.targets[i] for i in rows]
+    contexts = None if ctx.data.contexts is None else [ctx.data.contexts[i] for i in rows]
+    return {
+        label: metric.summarize(metric.stats(predictions_of(art), references, contexts))[
+            metric.primary
+        ]
+        for label, art in holdout.items()
+    }
+
+
 def gen_evaluation_stage(
     ctx: StageContext,
     members: dict[str, Artifact],
     ceiling: Artifact,
     students: dict[str, Artifact],
     started_from: dict[str, str] | None = None,
+    holdout: dict[str, Artifact] | None = None,
 ) -> Artifact:
     """Task metric + CI of every weak member, the ceiling and each student on test; PGR with a CI
-    from the first member (the supervisor of single-target methods) and from the best member.
+    from the first member (the supervisor of single-target methods) and from the best member,
+    the one whose 1-best outputs of weak_holdout (``holdout``, one per member) score highest.
 
     ``started_from`` maps a student that continued another (preference optimisation) to that
     student: it gets ``gain`` (its primary metric minus its start's) with a paired bootstrap CI.
@@ -385,6 +402,7 @@ def gen_evaluation_stage(
         **{f"weak/{label}": art.key for label, art in members.items()},
         "ceiling": ceiling.key,
         **{f"student/{label}": art.key for label, art in students.items()},
+        **{f"holdout/{label}": art.key for label, art in (holdout or {}).items()},
     }
 
     def compute(out: Path) -> dict:
@@ -409,7 +427,8 @@ def gen_evaluation_stage(
 
         member_names = list(members)
         member_summaries = {label: summary(f"weak/{label}") for label in member_names}
-        best = max(member_names, key=lambda m: member_summaries[m][metric.primary])
+        on_holdout = best_member_on_holdout(ctx, holdout) if holdout else {}
+        best = max(member_names, key=lambda m: on_holdout.get(m, 0.0))  # one member: itself
         weak_name = f"weak/{member_names[0]}"
         ceiling_value = metric.summarize(stats["ceiling"])[metric.primary]
         student_results = {}
@@ -438,6 +457,7 @@ def gen_evaluation_stage(
             "weak": member_summaries[member_names[0]],
             "weak_members": member_summaries,
             "best_member": best,
+            "best_member_holdout": on_holdout,
             "ceiling": summary("ceiling"),
             "students": student_results,
             "examples": _examples(ctx, references, members, ceiling, students),

@@ -30,7 +30,7 @@ class LoopConfig:
     lr: float
     weight_decay: float = 0.0
     micro_batch_size: int | None = None
-    select_best: bool = True
+    select_best: bool = False  # train.select=final (the default) scores the last epoch
     seed: int = 0
 
 
