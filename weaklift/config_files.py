@@ -115,20 +115,23 @@ def load_config(
     path: str | Path | None = None, overrides: list[str] | None = None
 ) -> ExperimentConfig:
     """Read YAML (optional), apply overrides, validate. Raises WeakliftError naming the field."""
-    raw: dict[str, Any] = {}
-    if path is not None:
-        path = Path(path)
-        if not path.is_file():
-            raise WeakliftError(f"config file {path} not found", "pass an existing YAML file")
-        try:
-            raw = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise WeakliftError(f"config file {path} is not valid YAML ({err})") from err
-        if not isinstance(raw, dict):
-            raise WeakliftError(
-                f"config file {path} must hold a mapping of keys", "see configs/default.yaml"
-            )
+    raw = {} if path is None else read_yaml_mapping(path, "config file", "configs/default.yaml")
     return config_from_mapping(merge_config(raw, parse_overrides(overrides or [])))
+
+
+def read_yaml_mapping(path: str | Path, what: str, example: str) -> dict[str, Any]:
+    """A YAML file's top-level mapping (a config or a sweep file); a clear error when the file is
+    missing, is not YAML, or holds something else."""
+    path = Path(path)
+    if not path.is_file():
+        raise WeakliftError(f"{what} {path} not found", "pass an existing YAML file")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as err:
+        raise WeakliftError(f"{what} {path} is not valid YAML ({err})") from err
+    if not isinstance(raw, dict):
+        raise WeakliftError(f"{what} {path} must hold a mapping of keys", f"see {example}")
+    return raw
 
 
 def config_from_mapping(raw: dict[str, Any]) -> ExperimentConfig:

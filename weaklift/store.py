@@ -123,16 +123,6 @@ class Store(Protocol):
         compute: Callable[[Path], dict[str, Any] | None],
     ) -> Artifact: ...
 
-    def lookup(
-        self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]
-    ) -> Artifact | None:
-        """The finished, verified artifact, or None; creates no folder and takes no lock."""
-        key = self.key(stage, version, params, upstream)
-        try:
-            return self._load_verified(stage, key, self.root / stage / key)
-        except (FileNotFoundError, CorruptArtifact):
-            return None
-
     def artifacts(self, stage: str, version: int, params: dict[str, Any]) -> list[Artifact]: ...
 
 

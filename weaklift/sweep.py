@@ -27,11 +27,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from tqdm.auto import tqdm
 
 from weaklift.config import ExperimentConfig
-from weaklift.config_files import config_from_mapping, merge_config, parse_overrides
+from weaklift.config_files import (
+    config_from_mapping,
+    merge_config,
+    parse_overrides,
+    read_yaml_mapping,
+)
 from weaklift.errors import WeakliftError
 from weaklift.runner import PointOutcome, run_point
 from weaklift.store import Artifact, ArtifactStore
@@ -106,16 +110,7 @@ class Sweep:
 def load_sweep(path: str | Path, overrides: list[str] | None = None) -> Sweep:
     """Read a sweep file; ``overrides`` (key=value) change its base config."""
     path = Path(path)
-    if not path.is_file():
-        raise WeakliftError(f"sweep file {path} not found", "pass an existing YAML file")
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as err:
-        raise WeakliftError(f"sweep file {path} is not valid YAML ({err})") from err
-    if not isinstance(raw, dict):
-        raise WeakliftError(
-            f"sweep file {path} must hold a mapping", "see configs/sweep_facts.yaml"
-        )
+    raw = read_yaml_mapping(path, "sweep file", "configs/sweep_facts.yaml")
     grid = raw.pop("grid", None) or {}
     zips = raw.pop("zip", None) or []
     zips = [zips] if isinstance(zips, dict) else zips

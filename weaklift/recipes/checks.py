@@ -67,9 +67,9 @@ def check_policy_trains(cfg: ExperimentConfig) -> None:
         )
 
 
-def check_one_seed_no_controls(cfg: ExperimentConfig, kind: str) -> None:
-    """Generation and pair runs train one seed and have no controls: asking for more is an error,
-    never silently ignored."""
+def check_single_run_options(cfg: ExperimentConfig, kind: str) -> None:
+    """Generation and pair runs train one seed for the fixed budget and have no controls: asking
+    for more seeds, controls or another selection rule is an error, never silently ignored."""
     if len(cfg.run_seeds) > 1:
         raise ValueError(
             f"seeds: a {kind} run trains one seed; set seeds=1 and seed=N, or sweep over "

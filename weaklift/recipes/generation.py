@@ -8,12 +8,11 @@ weak generators → task metric on test, CIs, PGR from the first and from the be
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from weaklift.config import ExperimentConfig
 from weaklift.methods.generation import GEN_METHODS, validate_gen_method_options
-from weaklift.recipes.checks import check_method_list, check_one_seed_no_controls, check_preference
+from weaklift.recipes.checks import check_method_list, check_preference, check_single_run_options
 from weaklift.recipes.results import Results, save_results
 from weaklift.recipes.rows import model_row
 from weaklift.stages import StageContext, splits_stage
@@ -30,8 +29,6 @@ from weaklift.stages.generation import (
 )
 from weaklift.store import Store
 from weaklift.tasks.generation import GenerationData
-
-log = logging.getLogger("weaklift")
 
 DEFAULTS: dict[str, Any] = {"seeds": 1, "controls": False}
 
@@ -64,7 +61,7 @@ def check(cfg: ExperimentConfig) -> None:
         raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
     if cfg.split.balance:
         raise ValueError("split.balance: generation tasks have no classes to balance")
-    check_one_seed_no_controls(cfg, "generation")
+    check_single_run_options(cfg, "generation")
     pref = cfg.preference
     if pref is None:
         return

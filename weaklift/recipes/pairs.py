@@ -13,9 +13,9 @@ from typing import Any
 
 from weaklift.config import ExperimentConfig, PreferenceConfig
 from weaklift.recipes.checks import (
-    check_one_seed_no_controls,
     check_policy_trains,
     check_preference,
+    check_single_run_options,
 )
 from weaklift.recipes.results import Results, save_results
 from weaklift.recipes.rows import model_row
@@ -37,7 +37,7 @@ DEFAULTS: dict[str, Any] = {"seeds": 1, "controls": False}
 def check(cfg: ExperimentConfig) -> None:
     """A policy that trains; valid losses; one seed, no controls, no classifier methods' rules."""
     check_policy_trains(cfg)
-    check_one_seed_no_controls(cfg, "pairs")
+    check_single_run_options(cfg, "pairs")
     pref = cfg.preference or PreferenceConfig()
     check_preference(cfg, pref)
     if pref.students is not None:
