@@ -7,6 +7,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from weaklift.models.device import AUTO_DTYPE_ENV
+
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "slow: needs real zoo weights; run with WEAKLIFT_SLOW=1")
@@ -25,7 +27,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 def _auto_dtype_is_float32() -> Iterator[None]:
     """``dtype: auto`` resolves to float32 in tests, whatever this machine's CPU runs fast, so
     their numbers do not depend on the host; tests of bfloat16 name it explicitly. Session-wide,
-    so module-scoped fixtures that load models see it too."""
+    so module-scoped fixtures that load models see it too; an environment variable, so worker
+    processes (Ray, torchrun) see it as well."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setattr("weaklift.models.device.fast_bf16", lambda device: False)
+        patch.setenv(AUTO_DTYPE_ENV, "float32")
         yield

@@ -16,8 +16,10 @@ from weaklift.alignment import WeakOutput
 from weaklift.config import ModelConfig, PreferenceConfig
 from weaklift.config_files import load_config
 from weaklift.methods.dpo import DPO, DPOOptions
-from weaklift.models.causal_lm import LMSource, lm_key, load_causal_lm, with_adapters
+from weaklift.models.adapters import with_adapters
+from weaklift.models.causal_lm import LMSource, load_causal_lm
 from weaklift.models.lm import PromptRule, encode_prompts, encode_responses, response_logprobs
+from weaklift.models.loading import weights_key
 from weaklift.stages.generation import to_sequences
 from weaklift.stages.preference_opt import Pairs, tokenize_pairs
 from weaklift.training.preference import (
@@ -100,7 +102,7 @@ def test_weights_load_in_the_configured_dtype_and_adapters_stay_float32(folder, 
     assert {p.dtype for p in lm.model.parameters()} == {getattr(torch, dtype)}
     base_params = {id(p) for p in lm.model.parameters()}
     torch.manual_seed(0)
-    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora"))
+    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora"), "CAUSAL_LM")
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and {p.dtype for p in trainable} == {torch.float32}
     frozen = {id(p) for p in model.parameters() if not p.requires_grad}
@@ -113,8 +115,8 @@ def test_weights_load_in_the_configured_dtype_and_adapters_stay_float32(folder, 
 
 
 def test_cache_keys_carry_the_resolved_dtype(folder):
-    assert lm_key(str(folder), "float32") != lm_key(str(folder), "bfloat16")
-    assert lm_key(str(folder), "auto")["dtype"] == "float32"  # tests resolve auto to float32
+    assert weights_key(str(folder), "float32") != weights_key(str(folder), "bfloat16")
+    assert weights_key(str(folder), "auto")["dtype"] == "float32"  # tests resolve auto to float32
     assert LMSource.from_model(str(folder), "float32").key == LMSource.from_model(str(folder)).key
     cfg = ModelConfig(model=str(folder), dtype="bfloat16")
     assert LMSource.from_config(cfg).key != LMSource.from_model(str(folder), "float32").key
@@ -140,7 +142,7 @@ def test_lora_reference_is_the_same_base_with_adapters_off(folder):
         )
     base_weights = {id(p): p for p in lm.model.parameters()}
     torch.manual_seed(0)
-    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora"))
+    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora"), "CAUSAL_LM")
     policy = PolicyWithReference(model, lm.tokenizer.pad_token_id)
     assert policy.frozen is None  # no second model
     cfg = PreferenceLoopConfig(epochs=3, batch_size=4, lr=5e-2, seed=0)

@@ -207,6 +207,11 @@ class FinetuneTrainConfig(Strict):
     )
     lr: float = Field(5e-5, gt=0, description="AdamW learning rate (LoRA usually wants ~1e-4).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    group_by_length: bool = Field(
+        True,
+        description="Batches of similar-length texts (sorted inside shuffled buckets of 50 "
+        "batches, then shuffled), padded to their own longest: less padding, same randomness.",
+    )
 
 
 SelectionRule = Literal["final", "weak_agreement"]

@@ -62,6 +62,9 @@ class PreferenceTrainConfig(Strict):
     )
     lr: float = Field(1e-4, gt=0, description="AdamW learning rate (LoRA; full wants ~1e-6).")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    group_by_length: bool = Field(
+        True, description="Batches of pairs of similar length (as train.finetune.group_by_length)."
+    )
     max_response_length: int = Field(
         128,
         ge=1,

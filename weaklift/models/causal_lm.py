@@ -21,12 +21,13 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from weaklift.alignment import check_offsets
 from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
-from weaklift.models.device import compute_device, dtype_name, resolve_dtype
+from weaklift.models.adapters import apply_checkpointing, with_adapters
+from weaklift.models.device import compute_device, resolve_dtype
 from weaklift.models.loading import (
     _from_pretrained,
     is_decoder_config,
-    model_fingerprint,
     resolve_source,
+    weights_key,
 )
 from weaklift.store import stable_hash
 
@@ -96,11 +97,6 @@ def load_causal_lm(
     return LoadedLM(tokenizer=tokenizer, model=net, name=model)
 
 
-def lm_key(model: str, dtype: str) -> dict:
-    """The cache-key view of a loaded LM: its weights and the RESOLVED compute dtype."""
-    return {"model": model_fingerprint(model), "dtype": dtype_name(resolve_dtype(dtype))}
-
-
 @dataclass(frozen=True)
 class LMSource:
     """Where a causal LM comes from: a cache key for its weights and how to load it. A model
@@ -113,7 +109,7 @@ class LMSource:
 
     @classmethod
     def from_model(cls, model: str, dtype: str = "auto") -> LMSource:
-        key = stable_hash(lm_key(model, dtype))
+        key = stable_hash(weights_key(model, dtype))
         return cls(key=key, load=lambda: load_causal_lm(model, dtype), name=model)
 
     @classmethod
@@ -145,30 +141,9 @@ def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
     torch.manual_seed(seed)
     if cfg.mode == "full":
         loaded.model.requires_grad_(True)
+        apply_checkpointing(loaded.model, cfg)
         return
-    loaded.model = with_adapters(loaded.model, cfg)
-
-
-def with_adapters(model: Any, cfg: ModelConfig) -> Any:
-    """``model`` with fresh LoRA adapters (the caller seeds). peft injects them into the one base
-    (no copy); the adapters are float32 even on a bfloat16 base (peft's autocast_adapter_dtype,
-    made sure of here), so their updates and optimizer states never round to bf16."""
-    from peft import LoraConfig, get_peft_model
-
-    wrapped = get_peft_model(
-        model,
-        LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-            task_type="CAUSAL_LM",
-        ),
-    )
-    for param in wrapped.parameters():
-        if param.requires_grad and param.dtype != torch.float32:
-            param.data = param.data.float()
-    return wrapped
+    loaded.model = with_adapters(loaded.model, cfg, task_type="CAUSAL_LM")
 
 
 def save_trained(loaded: LoadedLM, folder: Path) -> None:

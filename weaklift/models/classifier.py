@@ -13,6 +13,8 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from weaklift.config import ModelConfig
+from weaklift.models.adapters import apply_checkpointing, remove_adapters, with_adapters
+from weaklift.models.device import resolve_dtype
 from weaklift.models.features import resolve_layers
 from weaklift.models.pooling import pool, resolve_pooling
 
@@ -73,6 +75,7 @@ class BackboneClassifier(nn.Module):
         num_classes: int,
         pooling: str,
         layer: int | str | list[int] = -1,
+        compute_dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
         self.backbone = backbone
@@ -80,8 +83,20 @@ class BackboneClassifier(nn.Module):
         self.layer = layer
         width = len(layer) if isinstance(layer, list) else 1
         self.head = nn.Linear(hidden_size * width, num_classes)
+        self.compute_dtype = compute_dtype
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        # The backbone runs in the compute dtype (autocast: float32 master weights of full
+        # finetuning multiply in bf16 too); the head and everything after it in float32.
+        with torch.autocast(
+            input_ids.device.type,
+            dtype=self.compute_dtype,
+            enabled=self.compute_dtype != torch.float32,
+        ):
+            pooled = self._pooled(input_ids, attention_mask)
+        return self.head(pooled.float())  # (B, K)
+
+    def _pooled(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if self.layer == -1:  # no need to keep every state
             hidden = self.backbone(
                 input_ids=input_ids, attention_mask=attention_mask
@@ -99,16 +114,21 @@ class BackboneClassifier(nn.Module):
                 ],
                 dim=-1,
             )  # (B, H·layers)
-        return self.head(pooled.to(self.head.weight.dtype))  # (B, K)
+        return pooled
 
 
 class BackboneRewardModel(BackboneClassifier):
     """Finetuned reward model: scalar head on the pooled state; pair logits (r(b), r(a))."""
 
     def __init__(
-        self, backbone: nn.Module, hidden_size: int, pooling: str, layer: int | str | list[int] = -1
+        self,
+        backbone: nn.Module,
+        hidden_size: int,
+        pooling: str,
+        layer: int | str | list[int] = -1,
+        compute_dtype: torch.dtype = torch.float32,
     ):
-        super().__init__(backbone, hidden_size, 1, pooling, layer)
+        super().__init__(backbone, hidden_size, 1, pooling, layer, compute_dtype)
 
     def forward(  # type: ignore[override]
         self,
@@ -125,30 +145,36 @@ class BackboneRewardModel(BackboneClassifier):
 def build_backbone_classifier(
     loaded, cfg: ModelConfig, num_classes: int, pairwise: bool = False
 ) -> BackboneClassifier:
-    """Wrap a loaded backbone for ``lora`` or ``full`` training; the head starts from torch's seed."""
-    backbone = loaded.model
-    if cfg.mode == "lora":
-        from peft import LoraConfig, get_peft_model
+    """Wrap a loaded backbone for ``lora`` or ``full`` training; the head starts from torch's seed.
 
-        lora = LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
-        )
-        backbone = get_peft_model(backbone, lora)
+    lora injects adapters into ``loaded.model`` itself (no copy): ``release_backbone`` takes them
+    out again after the stage. full trains every weight of ``loaded.model``, which must be a
+    private load (``StageContext.trainable_backbone``).
+    """
+    if cfg.mode == "lora":
+        backbone = with_adapters(loaded.model, cfg)
     else:
-        for param in backbone.parameters():
-            param.requires_grad_(True)
+        backbone = loaded.model.requires_grad_(True)
+        apply_checkpointing(backbone, cfg)
     pooling = resolve_pooling(cfg.pooling, loaded.is_decoder)
+    compute = resolve_dtype(cfg.dtype, loaded.device)
     if pairwise:
-        classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling, cfg.layer)
+        classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling, cfg.layer, compute)
     else:
         classifier = BackboneClassifier(
-            backbone, loaded.hidden_size, num_classes, pooling, cfg.layer
+            backbone, loaded.hidden_size, num_classes, pooling, cfg.layer, compute
         )
-    classifier.to(next(loaded.model.parameters()).device)
+    classifier.to(loaded.device)
+    classifier.head.float()
     return classifier
+
+
+def release_backbone(classifier: nn.Module) -> None:
+    """After a lora stage: the adapters out of the shared base, so later stages read the
+    pristine pretrained weights; the classifier no longer holds (or pins) the backbone."""
+    if getattr(classifier, "backbone", None) is not None:
+        remove_adapters(classifier.backbone)
+        classifier.backbone = None
 
 
 def _normalise(pooled: torch.Tensor, is_last: bool) -> torch.Tensor:

@@ -4,13 +4,16 @@ Nothing here touches CUDA at import time: every answer is computed when a stage 
 that imports this one still imports on a machine without a GPU.
 
 ``auto`` means bfloat16 where the device multiplies bfloat16 fast (a CUDA GPU with bf16 support; a
-CPU with AMX or AVX-512-BF16, read from ``/proc/cpuinfo`` at run time), float32 elsewhere. Heads,
+CPU with AMX or AVX-512-BF16, read from ``/proc/cpuinfo`` at run time), float32 elsewhere; the
+environment variable WEAKLIFT_AUTO_DTYPE (bfloat16, float16 or float32) overrides what ``auto``
+means, for every process of a run (tests pin it to float32 so numbers never depend on the host). Heads,
 adapters, optimizer states, losses and soft targets stay float32 whatever the compute dtype.
 """
 
 from __future__ import annotations
 
 import functools
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -24,6 +27,7 @@ DTYPES: dict[str, torch.dtype] = {
     "float16": torch.float16,
     "float32": torch.float32,
 }
+AUTO_DTYPE_ENV = "WEAKLIFT_AUTO_DTYPE"
 # CPU flags whose presence means bf16 matrix products run in hardware (AMX tiles, AVX-512 BF16).
 _FAST_BF16_CPU_FLAGS = frozenset({"amx_bf16", "avx512_bf16"})
 
@@ -59,6 +63,14 @@ def resolve_dtype(name: str, device: torch.device | None = None) -> torch.dtype:
     without it), naming the field and the fix.
     """
     device = device or compute_device()
+    pinned = os.environ.get(AUTO_DTYPE_ENV)
+    if name == "auto" and pinned:
+        if pinned not in DTYPES:
+            raise WeakliftError(
+                f"{AUTO_DTYPE_ENV}={pinned!r} is not a compute dtype",
+                "set it to bfloat16, float16 or float32, or unset it",
+            )
+        return resolve_dtype(pinned, device)
     if name == "auto":
         return torch.bfloat16 if fast_bf16(device) else torch.float32
     if name not in DTYPES:

@@ -18,6 +18,7 @@ import torch
 from transformers import AutoConfig, AutoModel, AutoTokenizer, PretrainedConfig
 
 from weaklift.errors import WeakliftError
+from weaklift.models.device import compute_device, dtype_name, resolve_dtype
 from weaklift.models.zoo import ZOO, cache_root, convert_gguf
 from weaklift.store import file_sha256
 
@@ -48,14 +49,17 @@ class LoadedBackbone:
         return next(self.model.parameters()).device
 
 
-def load_backbone(model: str, device: str | None = None) -> LoadedBackbone:
-    """Load ``model`` in float32, on CUDA when available at call time unless ``device`` says otherwise."""
+def load_backbone(model: str, dtype: str = "auto", device: str | None = None) -> LoadedBackbone:
+    """Load ``model`` with its weights straight in the compute dtype ``dtype`` means on the device
+    (``resolve_dtype``; no float32 copy is built first), on CUDA when available at call time
+    unless ``device`` says otherwise."""
+    target = torch.device(device) if device else compute_device()
+    compute = resolve_dtype(dtype, target)
     source = resolve_source(model)
     config = _load_config(model, source)
     tokenizer = _load_tokenizer(model, source)
-    net = _load_model(model, source)
+    net = _load_model(model, source, compute)
     _ensure_pad_token(tokenizer, net)
-    target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     net.to(target).eval()
     return LoadedBackbone(
         tokenizer=tokenizer,
@@ -64,6 +68,14 @@ def load_backbone(model: str, device: str | None = None) -> LoadedBackbone:
         hidden_size=_hidden_size(config),
         name=model,
     )
+
+
+def load_tokenizer(model: str) -> Any:
+    """The tokenizer ``load_backbone`` would give (right padding, a pad token), no weights."""
+    tokenizer = _load_tokenizer(model, resolve_source(model))
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = _pad_fallback(tokenizer)
+    return tokenizer
 
 
 def resolve_source(model: str) -> str:
@@ -119,6 +131,12 @@ def model_fingerprint(model: str) -> str:
     if kind == "dir":
         return f"dir:{where}:{_folder_key(Path(where))}"
     return f"hub:{where}@{hub_commit(str(where))}"
+
+
+def weights_key(model: str, dtype: str) -> dict:
+    """The cache-key view of loaded weights: what they are and the RESOLVED compute dtype, so a
+    bfloat16 run never reads a float32 run's features, models or outputs (nor the reverse)."""
+    return {"model": model_fingerprint(model), "dtype": dtype_name(resolve_dtype(dtype))}
 
 
 def hub_commit(repo_id: str) -> str:
@@ -228,19 +246,22 @@ def _load_tokenizer(model: str, source: str) -> Any:
     return tokenizer
 
 
-def _load_model(model: str, source: str) -> Any:
+def _load_model(model: str, source: str, dtype: torch.dtype) -> Any:
     return _from_pretrained(
-        model, "weights", lambda: AutoModel.from_pretrained(source, dtype=torch.float32)
+        model, "weights", lambda: AutoModel.from_pretrained(source, dtype=dtype)
     )
 
 
 def _ensure_pad_token(tokenizer: Any, net: Any) -> None:
     """Batches need a pad id; which one is irrelevant because padded positions are masked out."""
     if tokenizer.pad_token is None:
-        fallback = tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
-        tokenizer.pad_token = fallback
+        tokenizer.pad_token = _pad_fallback(tokenizer)
     if getattr(net.config, "pad_token_id", None) is None:
         net.config.pad_token_id = tokenizer.pad_token_id
+
+
+def _pad_fallback(tokenizer: Any) -> str:
+    return tokenizer.eos_token or tokenizer.unk_token or tokenizer.convert_ids_to_tokens(0)
 
 
 def _hidden_size(config: PretrainedConfig) -> int:

@@ -6,7 +6,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from weaklift.config import ExperimentConfig
+from pydantic import BaseModel
+
+from weaklift.config import ExperimentConfig, ModelConfig
+from weaklift.models.device import dtype_name, resolve_dtype
+from weaklift.models.tfidf import TFIDF_MODEL
 from weaklift.store import stable_hash, write_json_atomic
 
 
@@ -22,7 +26,9 @@ class Results:
 
 
 def save_results(cfg: ExperimentConfig, task_name: str, results: dict[str, Any]) -> Results:
-    """results.json under ``runs/<task>-<config hash>/``, written atomically."""
+    """results.json under ``runs/<task>-<config hash>/``, written atomically, with the compute
+    dtype every model of the config resolved to on this machine (``dtypes``)."""
+    results = {**results, "dtypes": resolved_dtypes(cfg)}
     run_dir = (
         Path(cfg.output_dir)
         / "runs"
@@ -30,3 +36,19 @@ def save_results(cfg: ExperimentConfig, task_name: str, results: dict[str, Any])
     )
     write_json_atomic(run_dir / "results.json", results)
     return Results(results, run_dir)
+
+
+def resolved_dtypes(cfg: BaseModel, path: str = "") -> dict[str, str]:
+    """``{"strong": "bfloat16", "weak[0]": "float32", ...}``: every model config in ``cfg``
+    (weak members, strong, ladder rungs, judges, ...) and the dtype its ``dtype`` means here."""
+    found: dict[str, str] = {}
+    if isinstance(cfg, ModelConfig):  # TF-IDF has no weights to put in a dtype
+        return {} if cfg.model == TFIDF_MODEL else {path: dtype_name(resolve_dtype(cfg.dtype))}
+    for name in type(cfg).model_fields:
+        value = getattr(cfg, name)
+        where = f"{path}.{name}" if path else name
+        items = enumerate(value) if isinstance(value, list | tuple) else [(None, value)]
+        for index, item in items:
+            if isinstance(item, BaseModel):
+                found.update(resolved_dtypes(item, where if index is None else f"{where}[{index}]"))
+    return found

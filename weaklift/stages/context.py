@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
-import copy
-import dataclasses
+import gc
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
-from weaklift.config import ExperimentConfig
-from weaklift.models.loading import load_backbone
+from weaklift.config import ExperimentConfig, ModelConfig
+from weaklift.models.device import dtype_name, resolve_dtype
+from weaklift.models.loading import LoadedBackbone, load_backbone, load_tokenizer
 from weaklift.splits import Splits
 from weaklift.store import ArtifactStore
 from weaklift.tasks.base import ClassificationData, PreferenceData
@@ -32,6 +35,7 @@ class StageContext:
     feature_rows: np.ndarray | None = None
     seed_offset: int = 0  # this run seed's position after the first (shifts models' own seeds)
     _backbones: dict = field(default_factory=dict)
+    _tokenizers: dict = field(default_factory=dict)
     memo: dict = field(default_factory=dict)  # per-run reads of verified artifacts (features)
 
     @property
@@ -39,22 +43,51 @@ class StageContext:
         """Preference task: every example is a pair and models are reward models."""
         return isinstance(self.data, PreferenceData)
 
-    def backbone(self, model: str):
-        """The pristine pretrained backbone (eval mode), loaded at most once per run and only when
-        a stage needs it. Read-only: feature extraction and tokenizers share it across stages."""
-        if model not in self._backbones:
-            log.info("loading %s", model)
-            loaded = load_backbone(model)
-            loaded.tokenizer.truncation_side = self.data.extra.get("truncation_side", "right")
-            self._backbones[model] = loaded
-        return self._backbones[model]
+    def backbone(self, model_cfg: ModelConfig) -> LoadedBackbone:
+        """The pristine pretrained backbone in the config's compute dtype (eval mode), loaded at
+        most once per run and only when a stage needs it. Shared: feature extraction, tokenizers
+        and lora stages (whose adapters come out again after the stage) all read this one copy."""
+        key = (model_cfg.model, dtype_name(resolve_dtype(model_cfg.dtype)))
+        if key not in self._backbones:
+            log.info("loading %s (%s)", *key)
+            self._backbones[key] = self._load(model_cfg.model, model_cfg.dtype)
+        return self._backbones[key]
 
-    def fresh_backbone(self, model: str):
-        """A private copy of the pristine backbone for lora/full training, which changes weights in
-        place (peft injects adapters; full finetuning updates every tensor). A copy, never the
-        shared one, so a later stage (probe features, another member) reads pretrained weights."""
-        pristine = self.backbone(model)
-        return dataclasses.replace(pristine, model=copy.deepcopy(pristine.model))
+    @contextmanager
+    def trainable_backbone(self, model_cfg: ModelConfig) -> Iterator[LoadedBackbone]:
+        """The backbone a lora or full stage trains, for the length of the stage.
+
+        lora: the shared one (``backbone``); the stage injects adapters and must take them out
+        (``release_backbone``). full: a private load from disk with float32 master weights (the
+        forward still runs in the compute dtype, under autocast), dropped when the stage ends,
+        so its trained weights never outlive it and the shared backbone stays pristine.
+        """
+        if model_cfg.mode != "full":
+            yield self.backbone(model_cfg)
+            return
+        log.info("loading %s (float32 master weights for full finetuning)", model_cfg.model)
+        loaded = self._load(model_cfg.model, "float32")
+        try:
+            yield loaded
+        finally:
+            del loaded
+            gc.collect()
+
+    def tokenizer(self, model: str) -> Any:
+        """The model's tokenizer (as its backbone has it), without loading any weights."""
+        if model not in self._tokenizers:
+            tokenizer = load_tokenizer(model)
+            tokenizer.truncation_side = self._truncation_side()
+            self._tokenizers[model] = tokenizer
+        return self._tokenizers[model]
+
+    def _load(self, model: str, dtype: str) -> LoadedBackbone:
+        loaded = load_backbone(model, dtype)
+        loaded.tokenizer.truncation_side = self._truncation_side()
+        return loaded
+
+    def _truncation_side(self) -> str:
+        return self.data.extra.get("truncation_side", "right")
 
     def probe_rows(self) -> np.ndarray:
         """Sorted task rows for feature extraction: ``feature_rows``, else every split's rows."""

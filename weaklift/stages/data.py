@@ -11,7 +11,7 @@ from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
 from weaklift.models.features import compact, extract_features, resolve_layers
 from weaklift.models.genft import generative_finetune
-from weaklift.models.loading import model_fingerprint
+from weaklift.models.loading import model_fingerprint, weights_key
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
 from weaklift.stages.context import StageContext
 from weaklift.store import Artifact, file_sha256, save_arrays, stable_hash
@@ -110,7 +110,7 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig) -> Artifact:
     """
     rows = ctx.probe_rows()
     params = {
-        "model": model_fingerprint(model_cfg.model),
+        **weights_key(model_cfg.model, model_cfg.dtype),
         "pooling": model_cfg.pooling,
         "max_length": model_cfg.max_length,
         "task": ctx.data.fingerprint(),
@@ -125,7 +125,7 @@ def features_stage(ctx: StageContext, model_cfg: ModelConfig) -> Artifact:
         arrays, done = _reuse_earlier_extractions(ctx, params, rows, names)
         missing = np.flatnonzero(~done)
         if len(missing):
-            loaded = ctx.backbone(model_cfg.model)
+            loaded = ctx.backbone(model_cfg)
             side = {"hidden": ctx.data.texts, "hidden_b": getattr(ctx.data, "texts_b", None)}
             for name in names:
                 new = extract_features(

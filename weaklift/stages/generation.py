@@ -32,12 +32,12 @@ from weaklift.models.causal_lm import (
     LMSource,
     add_lora,
     check_generator,
-    lm_key,
     load_causal_lm,
     load_trained,
     save_trained,
 )
 from weaklift.models.lm import Decoding, PromptRule, encode_prompts, generate, token_logprobs
+from weaklift.models.loading import weights_key
 from weaklift.stages.context import StageContext
 from weaklift.stages.training import loop_config, training_rows
 from weaklift.store import Artifact, save_json, stable_hash
@@ -63,6 +63,7 @@ def gen_loop_config(ctx: StageContext, model_cfg: ModelConfig) -> GenLoopConfig:
         weight_decay=base.weight_decay,
         seed=base.seed,
         share=ctx.cfg.generation.share,
+        group_by_length=base.group_by_length,
     )
 
 
@@ -89,7 +90,7 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
     """Train one causal LM and save its adapter (LoRA) or weights (full)."""
     g = ctx.cfg.generation
     params = {
-        **lm_key(req.model_cfg.model, req.model_cfg.dtype),
+        **weights_key(req.model_cfg.model, req.model_cfg.dtype),
         "mode": req.model_cfg.mode,
         "lora": req.model_cfg.lora.model_dump() if req.model_cfg.mode == "lora" else None,
         "loop": gen_loop_config(ctx, req.model_cfg).__dict__,

@@ -29,7 +29,8 @@ from weaklift.metrics import (
     pgr,
     pgr_bootstrap_ci,
 )
-from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm, with_adapters
+from weaklift.models.adapters import apply_checkpointing, with_adapters
+from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm
 from weaklift.models.device import dtype_name
 from weaklift.models.lm import PromptRule, encode_responses
 from weaklift.stages.context import StageContext
@@ -127,7 +128,11 @@ def preference_train_stage(
         lm = start.load()
         torch.manual_seed(params["seed"])
         lora = policy_cfg.mode == "lora"
-        model = with_adapters(lm.model, policy_cfg) if lora else lm.model.requires_grad_(True)
+        if lora:
+            model = with_adapters(lm.model, policy_cfg, task_type="CAUSAL_LM")
+        else:
+            model = lm.model.requires_grad_(True)
+            apply_checkpointing(model, policy_cfg)
         reference = None if lora else start.load().model  # the frozen start, from disk
         log.info(
             "preference optimisation %s (%s) with %s on %d pairs",
@@ -144,6 +149,7 @@ def preference_train_stage(
             lr=pref.train.lr,
             weight_decay=pref.train.weight_decay,
             seed=params["seed"],
+            group_by_length=pref.train.group_by_length,
         )
         loss_fn = build_preference_loss(spec)
         history = train_preference(

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from pathlib import Path
 
@@ -17,9 +19,10 @@ from weaklift.models.classifier import (
     PairwiseRewardHead,
     build_backbone_classifier,
     load_trainable,
+    release_backbone,
     save_trainable,
 )
-from weaklift.models.loading import model_fingerprint
+from weaklift.models.loading import weights_key
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
 from weaklift.stages.context import StageContext
 from weaklift.stages.data import features_stage, probe_layers, split_features
@@ -68,6 +71,7 @@ def loop_config(ctx: StageContext, model_cfg: ModelConfig) -> LoopConfig:
         weight_decay=mode_cfg.weight_decay,
         select_best=ctx.cfg.train.select == "weak_agreement",
         seed=model_seed(ctx, model_cfg),
+        group_by_length=getattr(mode_cfg, "group_by_length", False),  # probes read features
     )
 
 
@@ -81,7 +85,7 @@ def model_seed(ctx: StageContext, model_cfg: ModelConfig) -> int:
 
 def _model_params(ctx: StageContext, model_cfg: ModelConfig) -> dict:
     params = {
-        "model": model_fingerprint(model_cfg.model),
+        **weights_key(model_cfg.model, model_cfg.dtype),
         "mode": model_cfg.mode,
         "pooling": model_cfg.pooling,
         "max_length": model_cfg.max_length,
@@ -114,28 +118,36 @@ class _Inputs:
         if self.probe:
             arrays = split_features(self.ctx, self.model_cfg, split)
             return FeatureBatcher(arrays["features"], arrays.get("features_b"))
-        loaded = self.ctx.backbone(self.model_cfg.model)
         return TokenBatcher(
-            loaded.tokenizer,
+            self.ctx.tokenizer(self.model_cfg.model),
             self.ctx.texts(split),
             self.model_cfg.max_length,
             self.ctx.texts_b(split),
         )
 
-    def new_model(self, seed: int, train_split: str) -> torch.nn.Module:
-        torch.manual_seed(seed)
+    @contextmanager
+    def new_model(self, seed: int, train_split: str) -> Iterator[torch.nn.Module]:
+        """A freshly initialised classifier for the length of a stage. lora/full: its backbone
+        is released when the stage ends (adapters out of the shared base; full weights freed)."""
         if self.probe:
+            torch.manual_seed(seed)
             arrays = split_features(self.ctx, self.model_cfg, train_split)
             if self.ctx.pairwise:  # standardise with both sides' features
                 both = torch.as_tensor(np.concatenate([arrays["features"], arrays["features_b"]]))
-                return PairwiseRewardHead(both.shape[1], both)
+                yield PairwiseRewardHead(both.shape[1], both)
+                return
             train_features = torch.as_tensor(arrays["features"])
-            return LinearHead(train_features.shape[1], self.ctx.data.num_classes, train_features)
-        # A private copy of the pretrained weights: training must not touch the shared backbone.
-        loaded = self.ctx.fresh_backbone(self.model_cfg.model)
-        return build_backbone_classifier(
-            loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise
-        )
+            yield LinearHead(train_features.shape[1], self.ctx.data.num_classes, train_features)
+            return
+        with self.ctx.trainable_backbone(self.model_cfg) as loaded:
+            torch.manual_seed(seed)
+            model = build_backbone_classifier(
+                loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise
+            )
+            try:
+                yield model
+            finally:
+                release_backbone(model)
 
 
 def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
@@ -151,9 +163,7 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
     }
     upstream = {"splits": ctx.splits_key, "targets": req.targets_key, **inputs.upstream()}
 
-    def compute(out: Path) -> dict:
-        loop = loop_config(ctx, req.model_cfg)
-        model = inputs.new_model(loop.seed, req.train_split)
+    def train_and_predict(model: torch.nn.Module, loop: LoopConfig, out: Path) -> dict:
         method = build_method(req.method) if req.method else Xent()
         name = req.method.label if req.method else req.stage
         source = (
@@ -186,6 +196,11 @@ def train_stage(ctx: StageContext, req: TrainRequest) -> Artifact:
         if predictions:
             save_arrays(out, predictions, name="predictions")
         return {"history": history.__dict__}
+
+    def compute(out: Path) -> dict:
+        loop = loop_config(ctx, req.model_cfg)
+        with inputs.new_model(loop.seed, req.train_split) as model:
+            return train_and_predict(model, loop, out)
 
     return ctx.store.get_or_compute(req.stage, TRAIN_VERSION, params, upstream, compute)
 
@@ -274,9 +289,9 @@ def weak_labels_stage(ctx: StageContext, weak_model: Artifact, model_cfg: ModelC
     upstream = {"weak_model": weak_model.key, "splits": ctx.splits_key, **inputs.upstream()}
 
     def compute(out: Path) -> dict:
-        model = inputs.new_model(seed=0, train_split="weak_train")
-        load_trainable(model, weak_model.path / "weights.safetensors")  # overwrites the fresh init
-        save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in LABEL_SPLITS})
+        with inputs.new_model(seed=0, train_split="weak_train") as model:
+            load_trainable(model, weak_model.path / "weights.safetensors")  # replaces the init
+            save_arrays(out, {s: predict_proba(model, inputs.batcher(s)) for s in LABEL_SPLITS})
         return {}
 
     return ctx.store.get_or_compute("weak_labels", LABELS_VERSION, {}, upstream, compute)

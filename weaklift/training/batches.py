@@ -9,11 +9,56 @@ import torch
 
 from weaklift.models.features import collate
 
+# Length grouping sorts inside buckets of this many batches (Hugging Face's LengthGroupedSampler
+# uses 50): wide enough that neighbours have similar lengths, narrow enough to stay shuffled.
+BUCKET_BATCHES = 50
+
 
 class Batcher(Protocol):
     def __len__(self) -> int: ...
 
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]: ...
+
+    def lengths(self) -> np.ndarray | None:
+        """Padded width each row needs (tokens), or None where rows have no length (features)."""
+        ...
+
+
+def epoch_batches(
+    n: int,
+    batch_size: int,
+    generator: torch.Generator,
+    lengths: np.ndarray | None = None,
+) -> list[np.ndarray]:
+    """One epoch's optimizer batches: every row exactly once, in a seeded random order.
+
+    With ``lengths``, length-grouped: the shuffled rows are cut into buckets of ``BUCKET_BATCHES``
+    batches, each bucket sorted by length and cut into batches, and the batches shuffled again,
+    so a batch pads to a width close to its rows' own (less wasted compute) while which rows meet
+    and in what order stay random.
+    """
+    order = torch.randperm(n, generator=generator).numpy()
+    if lengths is None:
+        return chunks(order, batch_size)
+    lengths = np.asarray(lengths)
+    bucket = batch_size * BUCKET_BATCHES
+    batches = []
+    for start in range(0, n, bucket):
+        rows = order[start : start + bucket]
+        batches += chunks(rows[np.argsort(-lengths[rows], kind="stable")], batch_size)
+    shuffle = torch.randperm(len(batches), generator=generator).tolist()
+    return [batches[i] for i in shuffle]
+
+
+def inference_batches(lengths: np.ndarray | None, n: int, batch_size: int) -> list[np.ndarray]:
+    """Batches for a no-grad pass: by length, longest first, where rows have lengths (outputs are
+    put back in row order by the caller), else in row order."""
+    rows = np.arange(n) if lengths is None else np.argsort(-np.asarray(lengths), kind="stable")
+    return chunks(rows, batch_size)
+
+
+def chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
+    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 class FeatureBatcher:
@@ -27,6 +72,9 @@ class FeatureBatcher:
 
     def __len__(self) -> int:
         return len(self.features)
+
+    def lengths(self) -> None:
+        return None
 
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         index = torch.as_tensor(rows)
@@ -50,6 +98,10 @@ class TokenBatcher:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def lengths(self) -> np.ndarray:
+        own = np.array([len(ids) for ids in self.ids])
+        return own if self.second is None else np.maximum(own, self.second.lengths())
+
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         input_ids, attention_mask = collate([self.ids[int(r)] for r in rows], self.pad_id)
         out = {"input_ids": input_ids.to(device), "attention_mask": attention_mask.to(device)}
@@ -67,6 +119,10 @@ class SubsetBatcher:
 
     def __len__(self) -> int:
         return len(self.rows)
+
+    def lengths(self) -> np.ndarray | None:
+        base = self.base.lengths()
+        return None if base is None else base[self.rows]
 
     def batch(self, rows: np.ndarray, device: torch.device) -> dict[str, torch.Tensor]:
         return self.base.batch(self.rows[rows], device)

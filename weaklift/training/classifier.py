@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 from weaklift.methods.base import Method
 from weaklift.methods.logconf import confidence_weight
-from weaklift.training.batches import Batcher
+from weaklift.training.batches import Batcher, chunks, epoch_batches, inference_batches
 
 
 @dataclass(frozen=True)
@@ -32,6 +32,7 @@ class LoopConfig:
     micro_batch_size: int | None = None
     select_best: bool = False  # train.select=final (the default) scores the last epoch
     seed: int = 0
+    group_by_length: bool = False  # token inputs: length-grouped batches (training/batches.py)
 
 
 @dataclass
@@ -46,10 +47,6 @@ class TrainHistory:
     step_loss: list[float] = field(default_factory=list)
     step_target_accuracy: list[float] = field(default_factory=list)
     step_confidence_weight: list[float | None] = field(default_factory=list)
-
-
-def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
 
 
 def train_classifier(
@@ -79,9 +76,9 @@ def train_classifier(
     bar = tqdm(total=total_steps, desc=desc, leave=False, disable=total_steps < 20)
     for epoch in range(cfg.epochs):
         model.train()
-        order = torch.randperm(len(data), generator=generator).numpy()
+        lengths = data.lengths() if cfg.group_by_length else None
         losses = []
-        for batch_rows in _chunks(order, cfg.batch_size):
+        for batch_rows in epoch_batches(len(data), cfg.batch_size, generator, lengths):
             progress = step / total_steps
             loss, target_accuracy = _optimizer_step(
                 model,
@@ -134,7 +131,7 @@ def _optimizer_step(
 
     Returns the batch loss and the fraction of rows whose argmax matches the targets' argmax.
     """
-    micro_batches = _chunks(batch_rows, micro_size)
+    micro_batches = chunks(batch_rows, micro_size)
     weak = all_targets[torch.as_tensor(batch_rows)].to(device)  # (B, K) or (B, M, K)
     target_class = (weak.mean(dim=1) if weak.dim() == 3 else weak).argmax(dim=-1)  # (B,)
     matches = 0
@@ -209,13 +206,15 @@ def predict_uncertainty(
 
 @torch.no_grad()
 def _map_outputs(model: nn.Module, data: Batcher, read_out, batch_size: int) -> np.ndarray:
-    """``read_out(model outputs)`` for every row, in eval mode, in the data's order."""
+    """``read_out(model outputs)`` for every row, in eval mode, in the data's order (token inputs
+    run longest first, so each batch pads to similar lengths)."""
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
-    rows = np.arange(len(data))
-    out = [
-        read_out(model(**data.batch(chunk, device))).cpu() for chunk in _chunks(rows, batch_size)
-    ]
+    batches = inference_batches(data.lengths(), len(data), batch_size)
+    outputs = [read_out(model(**data.batch(rows, device))).float().cpu() for rows in batches]
     model.train(was_training)
-    return torch.cat(out).numpy()
+    ordered = torch.cat(outputs)
+    result = torch.empty_like(ordered)
+    result[torch.as_tensor(np.concatenate(batches))] = ordered  # back to the data's order
+    return result.numpy()

@@ -12,12 +12,14 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 
+import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 from weaklift.methods.generation import GenMethod, TokenTargets, token_shares
 from weaklift.methods.generation.base import ShareMode
 from weaklift.models.causal_lm import logits_at
+from weaklift.training.batches import epoch_batches
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,7 @@ class GenLoopConfig:
     micro_batch_size: int | None = None
     seed: int = 0
     share: ShareMode = "even"
+    group_by_length: bool = False
 
 
 @dataclass
@@ -64,13 +67,12 @@ def train_generator(
     total_steps = cfg.epochs * steps_per_epoch
     micro = cfg.micro_batch_size or cfg.batch_size
     history, step = GenHistory(), 0
+    lengths = _lengths(examples) if cfg.group_by_length else None
     bar = tqdm(total=total_steps, desc=desc, leave=False)
     for _ in range(cfg.epochs):
         model.train()
-        order = torch.randperm(len(examples), generator=generator).numpy()
         epoch_loss, epoch_tokens = 0.0, 0
-        for start in range(0, len(order), cfg.batch_size):
-            rows = order[start : start + cfg.batch_size]
+        for rows in epoch_batches(len(examples), cfg.batch_size, generator, lengths):
             progress = step / total_steps
             loss, tokens = _optimizer_step(
                 model, optimizer, [examples[i] for i in rows], method, cfg, micro, pad_id, progress
@@ -89,6 +91,11 @@ def train_generator(
             f"{desc}: training diverged (loss {history.train_loss})", "lower the lr"
         )
     return history
+
+
+def _lengths(examples: list[list[TargetSequence]]) -> np.ndarray:
+    """Per prompt: the longest prompt + target among its members' sequences (its padded width)."""
+    return np.array([max(len(s.prompt_ids) + len(s.target_ids) for s in ex) for ex in examples])
 
 
 def _optimizer_step(

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
 from weaklift.models.lm import response_logprobs
+from weaklift.training.batches import chunks, epoch_batches
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,13 @@ class TokenizedPairs:
     def __len__(self) -> int:
         return len(self.prompt_ids)
 
+    def lengths(self) -> np.ndarray:
+        """Per pair: prompt + its longer response, the width its batch pads to."""
+        return np.array(
+            [len(p) + max(len(c), len(r)) for p, c, r in
+             zip(self.prompt_ids, self.chosen_ids, self.rejected_ids, strict=True)]
+        )  # fmt: skip
+
 
 @dataclass(frozen=True)
 class PreferenceLoopConfig:
@@ -46,6 +54,7 @@ class PreferenceLoopConfig:
     weight_decay: float = 0.0
     seed: int = 0
     max_grad_norm: float | None = 1.0  # TRL's default; None = no clipping
+    group_by_length: bool = False
 
 
 @dataclass
@@ -111,10 +120,6 @@ class PolicyWithReference:
         )
 
 
-def _chunks(rows: np.ndarray, size: int) -> list[np.ndarray]:
-    return [rows[i : i + size] for i in range(0, len(rows), size)]
-
-
 def train_preference(
     policy: PolicyWithReference,
     pairs: TokenizedPairs,
@@ -132,11 +137,11 @@ def train_preference(
     schedule = linear_decay(optimizer, total_steps)  # steps once per optimizer step, not prepared
     policy.forward_model, optimizer = accelerator.prepare(policy.model, optimizer)
     history = PreferenceHistory()
+    lengths = pairs.lengths() if cfg.group_by_length else None
     policy.model.train()
     with tqdm(total=total_steps, desc=desc, leave=False) as bar:
         for _ in range(cfg.epochs):
-            order = torch.randperm(len(pairs), generator=generator).numpy()
-            for batch_rows in _chunks(order, cfg.batch_size):
+            for batch_rows in epoch_batches(len(pairs), cfg.batch_size, generator, lengths):
                 step = _optimizer_step(
                     policy, pairs, batch_rows, micro_size, loss_fn, optimizer, accelerator,
                     schedule, cfg.max_grad_norm,
@@ -172,7 +177,7 @@ def _optimizer_step(
     ``max_grad_norm``; one step of the optimizer and of ``schedule``; returns the step metrics."""
     optimizer.zero_grad()
     total, margins = 0.0, []
-    for micro in _chunks(batch_rows, micro_size):
+    for micro in chunks(batch_rows, micro_size):
         logps = policy.pair_logps(pairs, micro)
         loss = loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean over micro-batches
         accelerator.backward(loss)
@@ -212,7 +217,7 @@ def score_pairs(
         "rejected_tokens": [],
     }
     rows = np.arange(len(pairs))
-    for batch in tqdm(_chunks(rows, batch_size), desc="scoring pairs", leave=False):
+    for batch in tqdm(chunks(rows, batch_size), desc="scoring pairs", leave=False):
         prompts = [pairs.prompt_ids[i] for i in batch]
         responses = [pairs.chosen_ids[i] for i in batch] + [pairs.rejected_ids[i] for i in batch]
         logps, tokens = response_logprobs(model, prompts + prompts, responses, pad_id)
