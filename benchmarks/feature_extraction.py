@@ -8,6 +8,7 @@ fewer texts, for comparison.
 
     python benchmarks/feature_extraction.py
     python benchmarks/feature_extraction.py --models gemma3-270m --batch-size 8 16 32 --attn sdpa eager
+    python benchmarks/feature_extraction.py --models gemma3-270m --dtypes float32 bfloat16 --naive-n 0
 """
 
 from __future__ import annotations
@@ -113,9 +114,20 @@ def report(label: str, seconds: float, n_texts: int, n_tokens: int) -> None:
 
 
 def bench_model(name: str, texts: list[str], args: argparse.Namespace) -> None:
-    backbone = load_backbone(name, device="cpu")
-    n_tokens = count_tokens(backbone, texts, args.max_length)
-    print(f"\n{name}: {len(texts)} texts, {n_tokens} tokens (mean {n_tokens / len(texts):.1f})")
+    for dtype in args.dtypes:
+        backbone = load_backbone(name, dtype, device="cpu")
+        n_tokens = count_tokens(backbone, texts, args.max_length)
+        print(
+            f"\n{name} ({dtype}): {len(texts)} texts, {n_tokens} tokens "
+            f"(mean {n_tokens / len(texts):.1f})"
+        )
+        bench_settings(backbone, texts, n_tokens, args)
+        del backbone
+
+
+def bench_settings(
+    backbone: LoadedBackbone, texts: list[str], n_tokens: int, args: argparse.Namespace
+) -> None:
     settings = itertools.product(args.attn, args.threads, args.batch_size, args.layers)
     for attn, threads, batch_size, layers in settings:
         backbone.model.set_attn_implementation(attn)
@@ -152,6 +164,13 @@ def main() -> None:
         default=["last", "all"],
         choices=["last", "all"],
         help="pool the last hidden state only, or every layer's (what probe features store)",
+    )
+    parser.add_argument(
+        "--dtypes",
+        nargs="+",
+        default=["float32", "bfloat16"],
+        choices=["float32", "bfloat16", "float16", "auto"],
+        help="compute dtypes to load each model in (weights straight in that dtype)",
     )
     parser.add_argument("--max-length", type=int, default=128, help="truncation length")
     parser.add_argument(

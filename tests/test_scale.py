@@ -198,3 +198,33 @@ class _Row:
 
     def batch(self, rows, device):
         return self.base.batch(np.array([self.row]), device)
+
+
+# --- gradient checkpointing ----------------------------------------------------------------------
+
+
+def _checkpointing(model) -> bool:
+    return any(getattr(m, "gradient_checkpointing", False) for m in model.modules())
+
+
+def test_gradient_checkpointing_gives_the_same_gradients_and_is_off_after_the_stage(
+    workdir, tmp_path
+):
+    grads = {}
+    for on in (False, True):
+        ctx = _context(
+            workdir, tmp_path / str(on), "strong.mode=lora", f"strong.gradient_checkpointing={on}"
+        )
+        inputs = _Inputs(ctx, ctx.cfg.strong)
+        batch = inputs.batcher("transfer").batch(np.arange(6), CPU)
+        with inputs.new_model(seed=0, train_split="transfer") as model:
+            assert _checkpointing(model.backbone) == on
+            model.train()
+            model(**batch).logsumexp(-1).sum().backward()
+            grads[on] = {
+                n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None
+            }
+        assert not _checkpointing(ctx.backbone(ctx.cfg.strong).model)
+    assert grads[True].keys() == grads[False].keys() and any("lora" in n for n in grads[True])
+    for name, grad in grads[False].items():
+        torch.testing.assert_close(grads[True][name], grad, atol=1e-6, rtol=1e-5)

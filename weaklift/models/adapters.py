@@ -43,10 +43,20 @@ def apply_checkpointing(model: Any, cfg: ModelConfig) -> None:
         model.gradient_checkpointing_enable({"use_reentrant": False})
 
 
+def keep_input_dtype(wrapped: Any) -> None:
+    """Under autocast: adapters take their bf16 input as it is (peft would cast it to float32 and
+    autocast straight back, two copies per layer; measured ~6% of a bf16 LoRA step on a CPU)."""
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    for module in wrapped.modules():
+        if isinstance(module, BaseTunerLayer):
+            module.cast_input_dtype_enabled = False
+
+
 def remove_adapters(wrapped: Any) -> Any:
     """The base model back, adapters taken out (peft ``unload``: no merge), checkpointing off,
     in eval mode; a model without adapters is returned as it is (also switched to eval)."""
     base = wrapped.unload() if hasattr(wrapped, "unload") else wrapped
-    if getattr(base, "is_gradient_checkpointing", False):
+    if any(getattr(m, "gradient_checkpointing", False) for m in base.modules()):
         base.gradient_checkpointing_disable()
     return base.eval()

@@ -13,7 +13,12 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from weaklift.config import ModelConfig
-from weaklift.models.adapters import apply_checkpointing, remove_adapters, with_adapters
+from weaklift.models.adapters import (
+    apply_checkpointing,
+    keep_input_dtype,
+    remove_adapters,
+    with_adapters,
+)
 from weaklift.models.device import resolve_dtype
 from weaklift.models.features import resolve_layers
 from weaklift.models.pooling import pool, resolve_pooling
@@ -151,13 +156,15 @@ def build_backbone_classifier(
     out again after the stage. full trains every weight of ``loaded.model``, which must be a
     private load (``StageContext.trainable_backbone``).
     """
+    compute = resolve_dtype(cfg.dtype, loaded.device)
     if cfg.mode == "lora":
         backbone = with_adapters(loaded.model, cfg)
+        if compute != torch.float32:  # autocast casts for the adapters; peft's own casts are waste
+            keep_input_dtype(backbone)
     else:
         backbone = loaded.model.requires_grad_(True)
         apply_checkpointing(backbone, cfg)
     pooling = resolve_pooling(cfg.pooling, loaded.is_decoder)
-    compute = resolve_dtype(cfg.dtype, loaded.device)
     if pairwise:
         classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling, cfg.layer, compute)
     else:
