@@ -8,7 +8,6 @@ what it computes.
 
 from __future__ import annotations
 
-import copy
 import math
 from dataclasses import dataclass, field
 
@@ -104,9 +103,9 @@ def train_classifier(
             history.val_accuracy.append(acc)
             if cfg.select_best and acc > best_acc:
                 best_acc, history.best_epoch = acc, epoch
-                best_state = copy.deepcopy(
-                    {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-                )
+                best_state = {  # one clone of what trains (never of the frozen base)
+                    n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+                }
     bar.close()
     if best_state is not None:
         model.load_state_dict(best_state, strict=False)
