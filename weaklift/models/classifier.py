@@ -177,8 +177,9 @@ def build_backbone_classifier(
 
 
 def release_backbone(classifier: nn.Module) -> None:
-    """After a lora stage: the adapters out of the shared base, so later stages read the
-    pristine pretrained weights; the classifier no longer holds (or pins) the backbone."""
+    """After a lora or full stage: adapters out of the shared base (lora), so later stages read
+    the pristine pretrained weights; the classifier no longer holds (or pins) the backbone, so a
+    full stage's private weights are freed with it."""
     if getattr(classifier, "backbone", None) is not None:
         remove_adapters(classifier.backbone)
         classifier.backbone = None
