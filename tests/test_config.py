@@ -68,12 +68,21 @@ def test_missing_or_broken_config_file(tmp_path):
 @pytest.mark.parametrize(
     "path", sorted((Path(__file__).parents[1] / "configs").glob("*.yaml")), ids=lambda p: p.name
 )
-def test_shipped_configs_validate(path):
+def test_shipped_configs_validate(path, tmp_path):
     if path.name.startswith("sweep_"):  # a sweep file: a config plus grid/zip/only_weaker
         from weaklift.sweep import load_sweep
 
         points, _ = load_sweep(path).expand()
         assert points
+        return
+    if path.name == "suite.yaml":  # the suite: a config plus sizes; its tasks need data folders
+        from weaklift.suite import load_suite
+        from weaklift.tasks.suite import SUITE_TASKS
+
+        for folder in set(SUITE_TASKS.values()):
+            (tmp_path / folder).mkdir()
+        points, _ = load_suite(path, tmp_path)[0].expand()  # every task's config validates
+        assert [p.config.task.name for p in points] == list(SUITE_TASKS)
         return
     cfg = load_config(path)
     assert cfg.methods and cfg.weak_members

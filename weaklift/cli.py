@@ -9,6 +9,7 @@ import argparse
 import json
 import logging
 import sys
+from pathlib import Path
 
 from weaklift.errors import WeakliftError
 
@@ -51,6 +52,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     sweep.add_argument("--executor", choices=["local", "ray"], default="local")
     sweep.add_argument("--address", default=None, help="Ray cluster address (default: start one)")
+    suite = sub.add_parser(
+        "suite", help="the standard suite: every suite task found under --data, as one sweep"
+    )
+    suite.add_argument("overrides", nargs="*", help="key=value overrides of the suite's config")
+    suite.add_argument("--suite-file", default="configs/suite.yaml", help="base config and sizes")
+    suite.add_argument(
+        "--data", default=None, help="data folder (default: $WEAKLIFT_DATA or ../shared/data)"
+    )
+    suite.add_argument("--tasks", default=None, help="comma-separated subset, e.g. sciq,sst2")
+    suite.add_argument("--dry-run", action="store_true", help="list the tasks and existing stages")
+    suite.add_argument("--workers", type=int, default=1, help="tasks run in parallel (local)")
+    suite.add_argument("--threads", type=int, default=None, help="torch threads per task")
+    suite.add_argument("--executor", choices=["local", "ray"], default="local")
+    suite.add_argument("--address", default=None, help="Ray cluster address (default: start one)")
     collect = sub.add_parser("collect", help="write every run under DIR as Parquet and CSV rows")
     collect.add_argument("dir", help="an output_dir (its runs/*/results.json are collected)")
     collect.add_argument("-o", "--out", default=None, help="folder for the tables (default: DIR)")
@@ -103,11 +118,52 @@ def write_run_report(run_dir) -> object:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    from weaklift.sweep import load_sweep
+
+    return _run_sweep(load_sweep(args.sweep_file, args.overrides), args)
+
+
+def _suite(args: argparse.Namespace) -> int:
+    from weaklift.suite import data_dir, load_suite
+
+    data = data_dir(args.data)
+    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()] if args.tasks else None
+    sweep, missing = load_suite(args.suite_file, data, tasks, args.overrides)
+    for task in missing:
+        print(f"  skip  {task}: no folder under {data}")
+    code = _run_sweep(sweep, args)
+    if not args.dry_run:
+        _print_suite_summary(sweep)
+    return code
+
+
+def _print_suite_summary(sweep) -> None:
+    """Across tasks: the summary table printed, suite.parquet and collect's tables written."""
+    from weaklift.collect import load_runs, results_table, write_collected
+    from weaklift.suite import format_summary, suite_summary
+
+    output_dir = Path(sweep.base.get("output_dir", "weaklift_runs"))
+    record = json.loads((output_dir / "sweeps" / f"{sweep.name}.json").read_text())
+    run_dirs = [p["run_dir"] for p in record["points"] if not p["error"]]
+    if not run_dirs:
+        return
+    runs = load_runs(output_dir, run_dirs)
+    write_collected(runs, output_dir)
+    per_task, medians, sign = suite_summary(results_table(runs))
+    path = output_dir / "suite.parquet"
+    tmp = path.with_name(f".tmp-{path.name}")
+    per_task.reset_index().to_parquet(tmp, index=False)
+    tmp.replace(path)
+    print(format_summary(per_task, medians, sign))
+    print(f"suite table: {path}; every model's row: {output_dir / 'results.parquet'}")
+
+
+def _run_sweep(sweep, args: argparse.Namespace) -> int:
+    """Run (or, with --dry-run, list) a sweep's points; record, report and track them."""
     import time
 
-    from weaklift.sweep import existing_stages, load_sweep, run_sweep, write_sweep_record
+    from weaklift.sweep import existing_stages, run_sweep, write_sweep_record
 
-    sweep = load_sweep(args.sweep_file, args.overrides)
     points, skipped = sweep.expand()
     print(f"sweep {sweep.name}: {len(points)} point(s), {len(skipped)} skipped")
     for skip in skipped:
@@ -250,6 +306,7 @@ COMMANDS = {
     "validate": _validate,
     "layers": _layers,
     "sweep": _sweep,
+    "suite": _suite,
     "collect": _collect,
     "report": _report,
     "tasks": _tasks,
