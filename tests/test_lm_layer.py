@@ -102,7 +102,7 @@ def test_weights_load_in_the_configured_dtype_and_adapters_stay_float32(folder, 
     assert {p.dtype for p in lm.model.parameters()} == {getattr(torch, dtype)}
     base_params = {id(p) for p in lm.model.parameters()}
     torch.manual_seed(0)
-    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora"), "CAUSAL_LM")
+    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora").lora, "CAUSAL_LM")
     trainable = [p for p in model.parameters() if p.requires_grad]
     assert trainable and {p.dtype for p in trainable} == {torch.float32}
     frozen = {id(p) for p in model.parameters() if not p.requires_grad}
@@ -142,7 +142,7 @@ def test_lora_reference_is_the_same_base_with_adapters_off(folder):
         )
     base_weights = {id(p): p for p in lm.model.parameters()}
     torch.manual_seed(0)
-    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora"), "CAUSAL_LM")
+    model = with_adapters(lm.model, ModelConfig(model=str(folder), mode="lora").lora, "CAUSAL_LM")
     policy = PolicyWithReference(model, lm.tokenizer.pad_token_id)
     assert policy.frozen is None  # no second model
     cfg = PreferenceLoopConfig(epochs=3, batch_size=4, lr=5e-2, seed=0)

@@ -8,41 +8,23 @@ import numpy as np
 import pytest
 import torch
 
-from tests.test_pipeline import _overrides, _write_task
-from tests.tiny_models import make_tiny_model
+from tests import test_layers
+from tests.test_pipeline import _overrides
 from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.methods import Xent
 from weaklift.models import device
 from weaklift.models.device import AUTO_DTYPE_ENV, resolve_dtype
 from weaklift.pipeline import run_experiment
-from weaklift.stages import StageContext, splits_stage
 from weaklift.stages.data import features_stage
 from weaklift.stages.training import _Inputs, _model_params
-from weaklift.store import ArtifactStore
-from weaklift.tasks import load_task
 from weaklift.training.batches import TokenBatcher, epoch_batches, inference_batches
 from weaklift.training.classifier import LoopConfig, predict_proba, train_classifier
 
 CPU = torch.device("cpu")
-
-
-@pytest.fixture(scope="module")
-def workdir(tmp_path_factory):
-    root = tmp_path_factory.mktemp("scale")
-    texts = ["good great fine lovely superb bad awful poor boring dull the film was really"]
-    return {
-        "weak": str(make_tiny_model(root / "weak", arch="bert", texts=texts)),
-        "strong": str(make_tiny_model(root / "strong", arch="llama", texts=texts)),
-        "data": str(_write_task(root / "reviews.jsonl")),
-    }
-
-
-def _context(workdir, tmp_path, *extra):
-    cfg = load_config(None, _overrides(workdir, tmp_path, *extra))
-    ctx = StageContext(ArtifactStore(tmp_path / "artifacts"), load_task(cfg.task), cfg)
-    splits_stage(ctx)
-    return ctx
+# The tiny weak/strong models, review task and stage context of the layer tests.
+workdir = test_layers.workdir
+_context = test_layers._context
 
 
 # --- dtype resolution ----------------------------------------------------------------------------

@@ -12,27 +12,26 @@ from typing import Any
 
 import torch
 
-from weaklift.config import ModelConfig
+from weaklift.config import LoraConfig, ModelConfig
 
 
-def with_adapters(model: Any, cfg: ModelConfig, task_type: str | None = None) -> Any:
-    """``model`` with fresh LoRA adapters (the caller seeds) and checkpointing if ``cfg`` asks."""
-    from peft import LoraConfig, get_peft_model
+def with_adapters(model: Any, lora: LoraConfig, task_type: str | None = None) -> Any:
+    """``model`` with fresh LoRA adapters as ``lora`` says (the caller seeds)."""
+    import peft
 
-    wrapped = get_peft_model(
+    wrapped = peft.get_peft_model(
         model,
-        LoraConfig(
-            r=cfg.lora.r,
-            lora_alpha=cfg.lora.alpha,
-            lora_dropout=cfg.lora.dropout,
-            target_modules=cfg.lora.target_modules,
+        peft.LoraConfig(
+            r=lora.r,
+            lora_alpha=lora.alpha,
+            lora_dropout=lora.dropout,
+            target_modules=lora.target_modules,
             task_type=task_type,
         ),
     )
     for param in wrapped.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
-    apply_checkpointing(model, cfg)
     return wrapped
 
 

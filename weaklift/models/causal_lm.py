@@ -139,11 +139,11 @@ def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
     """Wrap the model in fresh LoRA adapters (seeded, float32 whatever the base's dtype), or make
     every weight trainable (full)."""
     torch.manual_seed(seed)
+    apply_checkpointing(loaded.model, cfg)
     if cfg.mode == "full":
         loaded.model.requires_grad_(True)
-        apply_checkpointing(loaded.model, cfg)
         return
-    loaded.model = with_adapters(loaded.model, cfg, task_type="CAUSAL_LM")
+    loaded.model = with_adapters(loaded.model, cfg.lora, task_type="CAUSAL_LM")
 
 
 def save_trained(loaded: LoadedLM, folder: Path) -> None:

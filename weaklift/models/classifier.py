@@ -157,13 +157,13 @@ def build_backbone_classifier(
     private load (``StageContext.trainable_backbone``).
     """
     compute = resolve_dtype(cfg.dtype, loaded.device)
+    apply_checkpointing(loaded.model, cfg)
     if cfg.mode == "lora":
-        backbone = with_adapters(loaded.model, cfg)
+        backbone = with_adapters(loaded.model, cfg.lora)
         if compute != torch.float32:  # autocast casts for the adapters; peft's own casts are waste
             keep_input_dtype(backbone)
     else:
         backbone = loaded.model.requires_grad_(True)
-        apply_checkpointing(backbone, cfg)
     pooling = resolve_pooling(cfg.pooling, loaded.is_decoder)
     if pairwise:
         classifier = BackboneRewardModel(backbone, loaded.hidden_size, pooling, cfg.layer, compute)

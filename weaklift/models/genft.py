@@ -17,6 +17,7 @@ from transformers import AutoModelForCausalLM
 
 from weaklift.config import GenftConfig
 from weaklift.errors import WeakliftError
+from weaklift.models.adapters import with_adapters
 from weaklift.models.features import collate
 from weaklift.models.loading import is_decoder_config, resolve_source
 
@@ -68,17 +69,7 @@ def generative_finetune(
     device = "cuda" if torch.cuda.is_available() else "cpu"
     model = AutoModelForCausalLM.from_pretrained(source).to(device)
     if cfg.mode == "lora":
-        from peft import LoraConfig, get_peft_model
-
-        model = get_peft_model(
-            model,
-            LoraConfig(
-                r=cfg.lora.r,
-                lora_alpha=cfg.lora.alpha,
-                target_modules=cfg.lora.target_modules,
-                task_type="CAUSAL_LM",
-            ),
-        )
+        model = with_adapters(model, cfg.lora, task_type="CAUSAL_LM")
     rng = np.random.default_rng(seed)
     texts = [texts[i] for i in rng.permutation(len(texts))[: cfg.max_texts]]
     held_out = max(1, len(texts) // 10)  # measure the LM loss on texts it does not train on

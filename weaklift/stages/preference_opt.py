@@ -128,11 +128,11 @@ def preference_train_stage(
         lm = start.load()
         torch.manual_seed(params["seed"])
         lora = policy_cfg.mode == "lora"
+        apply_checkpointing(lm.model, policy_cfg)
         if lora:
-            model = with_adapters(lm.model, policy_cfg, task_type="CAUSAL_LM")
+            model = with_adapters(lm.model, policy_cfg.lora, task_type="CAUSAL_LM")
         else:
             model = lm.model.requires_grad_(True)
-            apply_checkpointing(model, policy_cfg)
         reference = None if lora else start.load().model  # the frozen start, from disk
         log.info(
             "preference optimisation %s (%s) with %s on %d pairs",
