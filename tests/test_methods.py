@@ -171,6 +171,7 @@ def _one_step(micro_size: int, method, make_weak=_single_weak) -> torch.Tensor:
     before = head.linear.weight.detach().clone()
     _optimizer_step(
         head,
+        head,  # the bare model (no DDP wrapper in one process)
         optimizer,
         Accelerator(cpu=True),
         FeatureBatcher(features),
@@ -234,6 +235,7 @@ def test_batch_context_comes_from_an_eval_mode_pass(micro_size):
     method = _RecordingLogconf()
     _optimizer_step(
         head,
+        head,  # the bare model (no DDP wrapper in one process)
         torch.optim.SGD(head.parameters(), lr=0.0),
         Accelerator(cpu=True),
         FeatureBatcher(features.numpy()),

@@ -78,6 +78,12 @@ def _check_results(results, methods):
         if ceiling != weak:  # PGR is computed from the reported accuracies
             assert student["pgr"] == pytest.approx((student["accuracy"] - weak) / (ceiling - weak))
         assert 0 <= student["agreement"] <= 1 and len(student["pgr_ci"]) == 2
+        low, high = student["accuracy_ci"]
+        assert low <= student["accuracy"] <= high
+    gap = results["ceiling"]  # the gap's interval: the same paired resamples, ceiling − weak
+    assert gap["minus_weak"] == pytest.approx(ceiling - weak)
+    assert gap["minus_weak_ci_low"] <= ceiling - weak <= gap["minus_weak_ci_high"]
+    assert gap["minus_weak_ci_high"] - gap["minus_weak_ci_low"] > 0
 
 
 def test_probe_run_writes_results_and_reuses_every_stage(workdir, tmp_path, monkeypatch):

@@ -210,10 +210,3 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_is_off_after_the_st
     assert grads[True].keys() == grads[False].keys() and any("lora" in n for n in grads[True])
     for name, grad in grads[False].items():
         torch.testing.assert_close(grads[True][name], grad, atol=1e-6, rtol=1e-5)
-
-
-def test_several_processes_are_refused_before_any_work(workdir, tmp_path, monkeypatch):
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    with pytest.raises(WeakliftError, match="WORLD_SIZE=2"):
-        run_experiment(load_config(None, _overrides(workdir, tmp_path)))
-    assert not (tmp_path / "artifacts").exists()

@@ -9,6 +9,7 @@ import pytest
 from tests.tiny_models import make_tiny_model
 from weaklift.cli import main
 from weaklift.errors import WeakliftError
+from weaklift.report_html import SUITE_FIGURE_IDS
 from weaklift.suite import load_suite, sign_test, suite_summary
 
 POSITIVE = ["good", "great", "fine", "lovely", "superb"]
@@ -85,9 +86,10 @@ def _table(pgrs: dict[str, dict[str, float]], scores: dict[str, dict[str, float]
     for task in pgrs:
         rows.append({"task": task, "role": "weak", "method": "", "score": 0.6, "pgr": np.nan,
                      "num_test": 1000})  # fmt: skip
-        ceiling = 0.61 if task == "flat" else 0.8
+        ceiling, gap_ci = (0.61, (-0.02, 0.04)) if task == "flat" else (0.8, (0.15, 0.25))
         rows.append({"task": task, "role": "ceiling", "method": "", "score": ceiling,
-                     "pgr": np.nan, "num_test": 1000})  # fmt: skip
+                     "pgr": np.nan, "num_test": 1000, "minus_weak_ci_low": gap_ci[0],
+                     "minus_weak_ci_high": gap_ci[1]})  # fmt: skip
         for method, pgr in pgrs[task].items():
             rows.append({"task": task, "role": "student", "method": method,
                          "score": scores[task][method], "pgr": pgr, "num_test": 1000})  # fmt: skip
@@ -100,10 +102,12 @@ def test_summary_medians_gaps_and_the_sign_test_by_hand():
     scores = {t: {"xent": 0.65, "logconf": 0.70 if t != "e" else 0.65} for t in tasks}
     per_task, medians, sign = suite_summary(_table(pgrs, scores), samples=2000)
     xent = medians.set_index("method").loc["xent"]
-    assert xent["median_pgr"] == pytest.approx(np.median([0.0, 0.1, 0.2, 0.3, 0.4, 0.5]))
+    # "flat" (gap CI spans 0) is left out of the medians, not of the sign test
+    assert xent["median_pgr"] == pytest.approx(np.median([0.0, 0.1, 0.2, 0.3, 0.4]))
+    assert xent["tasks"] == 5
     assert xent["ci_low"] <= xent["median_pgr"] <= xent["ci_high"]
     assert per_task.loc["a", "gap"] == pytest.approx(0.2) and per_task.loc["a", "gap_ok"]
-    assert not per_task.loc["flat", "gap_ok"]  # a 1-point gap on 1,000 examples: CI spans 0
+    assert not per_task.loc["flat", "gap_ok"]  # the run's gap CI spans 0
     assert per_task.loc["c", "pgr_logconf"] == pytest.approx(0.4)
     assert (sign["wins"], sign["losses"], sign["ties"]) == (5, 0, 1)
     assert sign["p_value"] == pytest.approx(2 * 0.5**5)  # two-sided sign test, ties dropped
@@ -128,5 +132,11 @@ def test_weaklift_suite_runs_every_present_task_then_summarises_and_resumes(tmp_
     assert sorted(table["task"]) == ["cola", "sst2"]
     assert {"gap", "gap_ci_low", "gap_ok", "pgr_xent", "pgr_logconf"} <= set(table.columns)
     assert (tmp_path / "out" / "results.parquet").exists()
+    page = (tmp_path / "out" / "report.html").read_text()
+    for figure in SUITE_FIGURE_IDS:  # the per-task figures, with CIs, and the across-task section
+        assert f"<figure id='fig-{figure}'>" in page
+    assert "95% percentile bootstrap over seeds and test examples" in page
+    assert "<h2 id='suite'>Across tasks</h2>" in page and "sign test" in page
+    assert "<figure id='fig-pgr'>" not in page  # pools tasks, with and without a gap: left out
     assert main(args) == 0  # resumed: every stage read from the store
     assert "0 stage execution(s)" in capsys.readouterr().out

@@ -11,6 +11,7 @@ import logging
 import sys
 from pathlib import Path
 
+from weaklift import distributed
 from weaklift.errors import WeakliftError
 
 
@@ -91,6 +92,8 @@ def _run(args: argparse.Namespace) -> int:
     path, overrides = _split_config_args(args.args)
     cfg = load_config(path, overrides)
     results, _ = run_recorded(cfg)
+    if not distributed.is_main():
+        return 0  # the main process reports, tracks and prints for all of them
     # The HTML report covers classification and reward-model runs; generation and pairs runs
     # print their own tables.
     classification = results.data.get("kind") not in ("generation", "pairs")
@@ -164,6 +167,12 @@ def _run_sweep(sweep, args: argparse.Namespace) -> int:
 
     from weaklift.sweep import existing_stages, run_sweep, write_sweep_record
 
+    if distributed.world_size() > 1:
+        raise WeakliftError(
+            f"a sweep runs its points in one launcher (WORLD_SIZE={distributed.world_size()})",
+            "start `weaklift sweep` without torchrun (--workers N runs points in parallel), or "
+            "torchrun one `weaklift run` per point",
+        )
     points, skipped = sweep.expand()
     print(f"sweep {sweep.name}: {len(points)} point(s), {len(skipped)} skipped")
     for skip in skipped:

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from weaklift import distributed
 from weaklift.methods.ensemble import member_confidence, normalise_weights
 from weaklift.models.causal_lm import LoadedLM
 from weaklift.models.lm import PromptRule, encode_responses, length_groups, response_logprobs
@@ -133,14 +134,23 @@ def score_candidates(
     judge.model.eval()
     scores = [0.0] * len(flat)
     lengths = [len(p) + len(r) for p, r in zip(prompt_ids, response_ids, strict=True)]
-    for group in tqdm(length_groups(lengths, batch_size), desc=f"judge {judge.name}", leave=False):
+    groups = length_groups(lengths, batch_size)
+    bar = tqdm(total=len(groups), desc=f"judge {judge.name}", leave=False)
+
+    def judge_group(group: list[int]) -> list[float]:
         logps, tokens = response_logprobs(
             judge.model,
             [prompt_ids[i] for i in group],
             [response_ids[i] for i in group],
             judge.tokenizer.pad_token_id,
         )
-        for i, value in zip(group, (logps / tokens.clamp_min(1)).cpu().tolist(), strict=True):
+        bar.update(distributed.processes())
+        return (logps / tokens.clamp_min(1)).cpu().tolist()
+
+    with bar:  # several processes: each judges its share of the groups
+        judged = distributed.map_sharded(groups, judge_group)
+    for group, values in zip(groups, judged, strict=True):
+        for i, value in zip(group, values, strict=True):
             scores[i] = value
     out, offset = [], 0
     for options in candidates:

@@ -33,10 +33,14 @@ def agreement(student_probs: np.ndarray, supervisor_probs: np.ndarray) -> float:
     return float(np.mean(np.argmax(student_probs, axis=1) == np.argmax(supervisor_probs, axis=1)))
 
 
+GAP_EPSILON = 1e-9  # accuracies are means of 0/1 over seeds: a smaller gap is rounding, not a gap
+
+
 def pgr(student: float, weak: float, ceiling: float) -> float:
-    """Performance gap recovered; NaN when the ceiling does not beat the weak model (gap is zero)."""
+    """Performance gap recovered; NaN when the ceiling does not beat the weak model (a zero gap,
+    up to the rounding of seed means: 0.671 − 0.671 can come out as 1e-16)."""
     gap = ceiling - weak
-    if gap == 0:
+    if abs(gap) < GAP_EPSILON:
         return float("nan")
     return (student - weak) / gap
 
@@ -84,7 +88,7 @@ def pgr_from_resamples(
 ) -> tuple[float, float]:
     """Percentile CI of PGR over resampled accuracies; resamples with a zero gap are dropped."""
     gap = ceiling - weak
-    ok = gap != 0
+    ok = np.abs(gap) >= GAP_EPSILON
     return percentile_ci((student[ok] - weak[ok]) / gap[ok], level)
 
 

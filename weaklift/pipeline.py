@@ -7,11 +7,10 @@ classification (and reward modelling) in ``recipes/classification.py``, generati
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
+from weaklift import distributed
 from weaklift.config import ExperimentConfig
-from weaklift.errors import WeakliftError
 from weaklift.models.loading import model_fingerprint
 from weaklift.models.tfidf import TFIDF_MODEL
 from weaklift.recipes import recipe_for
@@ -23,22 +22,10 @@ __all__ = ["Results", "run_experiment"]
 
 
 def run_experiment(cfg: ExperimentConfig, store: Store | None = None) -> Results:
-    refuse_several_processes()
+    distributed.start()  # under torchrun: join the other processes (a no-op in one)
     for side in (*cfg.weak_members, cfg.strong):
         if side.model != TFIDF_MODEL:
             model_fingerprint(side.model)  # an unknown model fails here, before any work
     data = load_task(cfg.task)  # task.seed fixes the data; seed only splits and training
     store = store or ArtifactStore(Path(cfg.output_dir) / "artifacts")
     return recipe_for(cfg).run(cfg, store, data)
-
-
-def refuse_several_processes() -> None:
-    """Under torchrun/accelerate with several processes each would run the whole experiment and
-    race on the store: stages do not shard rows or synchronise gradients yet, so say so."""
-    world = os.environ.get("WORLD_SIZE", "1")
-    if world.isdigit() and int(world) > 1:
-        raise WeakliftError(
-            f"weaklift runs in one process for now (WORLD_SIZE={world}): stages do not yet shard "
-            "rows or synchronise gradients across processes",
-            "run `weaklift run CONFIG` once; it uses a GPU when one is visible",
-        )

@@ -19,9 +19,11 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from weaklift import report_suite as suite_figures
 from weaklift.collect import Run, calibration_table, curves_table, results_table
 from weaklift.models.size import format_count
 
+SUITE_FIGURE_IDS = suite_figures.FIGURE_IDS  # only when a report holds several tasks, one run each
 FIGURE_IDS = ("pgr", "scaling", "heatmap", "agreement", "calibration", "curves")
 
 
@@ -66,7 +68,10 @@ class Tables:
 def write_report(runs: list[Run], path: str | Path, title: str = "weaklift report") -> Path:
     """Render the figures and the table for ``runs`` into one HTML file (written atomically)."""
     tables = Tables(results_table(runs).copy(), curves_table(runs), calibration_table(runs), runs)
-    figures = [fig for make in FIGURE_MAKERS if (fig := _render(make, tables)) is not None]
+    makers = FIGURE_MAKERS
+    if suite_figures.one_run_per_task(tables) is not None:  # a suite: pooling tasks would mislead
+        makers = tuple(m for m in makers if m not in POOLED_OVER_TASKS)
+    figures = [fig for make in makers if (fig := _render(make, tables)) is not None]
     page = _page(title, tables, figures)
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -133,7 +138,7 @@ def _fig_pgr(t: Tables) -> Figure | None:
         "0 = the student only matches its supervisor, 1 (dashed) = it matches the ceiling. Runs "
         "whose ceiling does not beat the weak model have no PGR and are left out."
     )
-    return Figure("pgr", "(a) PGR per method, spread over seeds", caption, _png(fig))
+    return Figure("pgr", "(a) PGR per method, spread over seeds", caption, png(fig))
 
 
 def _fig_scaling(t: Tables) -> Figure | None:
@@ -180,7 +185,7 @@ def _fig_scaling(t: Tables) -> Figure | None:
         f"ground truth. Right: PGR against strong size. Every point is a mean over {t.seeds} "
         "seed(s)."
     )
-    return Figure("scaling", "(b) Accuracy and PGR against strong model size", caption, _png(fig))
+    return Figure("scaling", "(b) Accuracy and PGR against strong model size", caption, png(fig))
 
 
 def _fig_heatmap(t: Tables) -> Figure | None:
@@ -216,7 +221,7 @@ def _fig_heatmap(t: Tables) -> Figure | None:
         "the number in a cell is the unclipped mean. Empty cells are pairs the sweep skipped "
         "(weak not smaller than strong) or whose PGR is undefined (ceiling ≤ weak)."
     )
-    return Figure("heatmap", "(c) Weak × strong PGR grid", caption, _png(fig))
+    return Figure("heatmap", "(c) Weak × strong PGR grid", caption, png(fig))
 
 
 def _fig_agreement(t: Tables) -> Figure | None:
@@ -252,7 +257,7 @@ def _fig_agreement(t: Tables) -> Figure | None:
         "wrong means the student imitates its errors (Burns et al. fig. 8). Bars: mean over "
         f"{t.seeds} seed(s); whiskers: standard deviation over seeds."
     )
-    return Figure("agreement", "(d) Agreement with the supervisor", caption, _png(fig))
+    return Figure("agreement", "(d) Agreement with the supervisor", caption, png(fig))
 
 
 def _fig_calibration(t: Tables) -> Figure | None:
@@ -289,7 +294,7 @@ def _fig_calibration(t: Tables) -> Figure | None:
         "run with that strong model (weighted by bin counts). On the dashed diagonal a model is "
         "calibrated; below it, over-confident. The ECE column of the table uses the same bins."
     )
-    return Figure("calibration", "(e) Calibration of students and ceiling", caption, _png(fig))
+    return Figure("calibration", "(e) Calibration of students and ceiling", caption, png(fig))
 
 
 def _fig_curves(t: Tables) -> Figure | None:
@@ -333,7 +338,7 @@ def _fig_curves(t: Tables) -> Figure | None:
         "average all trained models of one backbone (count in brackets); the dashed grey line is "
         "logconf's confidence weight c(t), the share of the hardened student labels in the target."
     )
-    return Figure("curves", "(f) Training curves", caption, _png(fig))
+    return Figure("curves", "(f) Training curves", caption, png(fig))
 
 
 def _fig_ensemble_and_ladder(t: Tables) -> Figure | None:
@@ -369,10 +374,12 @@ def _fig_ensemble_and_ladder(t: Tables) -> Figure | None:
         "over runs. Right (ladders): PGR of each rung of the bootstrapping ladder against the "
         "direct weak → strong student (dotted), per method."
     )
-    return Figure("ensemble_ladder", "(g) Ensembles and ladders", caption, _png(fig))
+    return Figure("ensemble_ladder", "(g) Ensembles and ladders", caption, png(fig))
 
 
 FIGURE_MAKERS = (
+    suite_figures.tasks,
+    suite_figures.task_pgr,
     _fig_pgr,
     _fig_scaling,
     _fig_heatmap,
@@ -381,6 +388,10 @@ FIGURE_MAKERS = (
     _fig_curves,
     _fig_ensemble_and_ladder,
 )
+
+
+# Means over every run of a pair: over tasks they mix tasks without a gap into one number.
+POOLED_OVER_TASKS = (_fig_pgr, _fig_scaling, _fig_heatmap)
 
 
 def _short_model(fingerprint: str) -> str:
@@ -393,7 +404,7 @@ def _short_model(fingerprint: str) -> str:
     return rest or fingerprint
 
 
-def _png(fig) -> bytes:
+def png(fig) -> bytes:
     import matplotlib.pyplot as plt
 
     buffer = io.BytesIO()
@@ -451,6 +462,7 @@ def _page(title: str, t: Tables, figures: list[Figure]) -> str:
             f"<img alt='{html.escape(fig.title)}' src='data:image/png;base64,{data}'>"
             f"<figcaption>{html.escape(fig.caption)}</figcaption></figure>"
         )
+    parts.append(suite_figures.section(t))
     parts.append(_table(t.rows))
     parts.append(f"<script>{_SORT_JS}</script></body></html>")
     return "\n".join(parts)

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from weaklift import distributed
 from weaklift.store import Artifact, ArtifactStore, write_json_atomic
 
 log = logging.getLogger("weaklift")
@@ -98,9 +99,10 @@ def run_recorded(cfg, threads: int | None = None) -> tuple[Any, PointOutcome]:
     start = time.perf_counter()
     results = run_experiment(cfg, store)
     seconds = time.perf_counter() - start
-    write_json_atomic(
-        results.run_dir / STAGES_FILE, {"seconds": round(seconds, 3), "stages": store.records}
-    )
+    if distributed.is_main():
+        write_json_atomic(
+            results.run_dir / STAGES_FILE, {"seconds": round(seconds, 3), "stages": store.records}
+        )
     outcome = PointOutcome(
         run_dir=str(results.run_dir), seconds=seconds, executions=dict(store.executions)
     )

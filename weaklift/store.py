@@ -12,7 +12,9 @@ Several processes (two runs, a sweep's workers, on one or many hosts) may share 
 3. an artifact is deleted only on a checksum mismatch (under its lock), never because reading it
    raised an OSError, which may be transient (NFS, a full file table);
 4. temporaries are named ``.tmp-<key>-<host>-<pid>-<random>`` and removed only when that host is
-   this one and that pid is dead; another host's temporaries are never touched.
+   this one and that pid is dead; another host's temporaries are never touched;
+5. the processes of one experiment (torchrun) act as one caller: the main process decides hit or
+   miss for all, all compute, only the main one publishes (weaklift.distributed).
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import logging
 import os
 import shutil
 import socket
+import tempfile
 import uuid
 from collections import Counter
 from collections.abc import Callable
@@ -34,6 +37,8 @@ import numpy as np
 from filelock import FileLock
 from safetensors.numpy import load_file as load_numpy
 from safetensors.numpy import save_file as save_numpy
+
+from weaklift import distributed
 
 log = logging.getLogger(__name__)
 
@@ -159,6 +164,10 @@ class ArtifactStore:
         """
         key = self.key(stage, version, params, upstream)
         final = self.root / stage / key
+        if distributed.active():
+            return self._get_or_compute_together(
+                stage, key, final, version, params, upstream, compute
+            )
         try:
             return self._load_verified(stage, key, final)  # lock-free fast path for a hit
         except (FileNotFoundError, CorruptArtifact):
@@ -176,6 +185,40 @@ class ArtifactStore:
                 self._discard(final)
             self._compute_and_publish(stage, key, final, version, params, upstream, compute)
         self.executions[stage] += 1
+        return self._load_verified(stage, key, final)
+
+    def _get_or_compute_together(
+        self,
+        stage: str,
+        key: str,
+        final: Path,
+        version: int,
+        params: dict[str, Any],
+        upstream: dict[str, str],
+        compute: Callable[[Path], dict[str, Any] | None],
+    ) -> Artifact:
+        """Several processes: the main one decides hit or miss for all (each must join the same
+        computations), all compute, the main one publishes, the others drop their copy."""
+        hit = None
+        if distributed.is_main():
+            try:
+                hit = self._load_verified(stage, key, final)
+            except FileNotFoundError:
+                pass
+            except CorruptArtifact as err:
+                log.warning("artifact %s/%s is corrupt (%s); recomputing", stage, key, err)
+                self._discard(final)
+        if distributed.broadcast(hit is not None):
+            distributed.barrier()  # nobody races ahead of a stage the main process reads
+            return self._load_verified(stage, key, final)
+        if distributed.is_main():
+            final.parent.mkdir(parents=True, exist_ok=True)
+            self._compute_and_publish(stage, key, final, version, params, upstream, compute)
+        else:
+            with tempfile.TemporaryDirectory(prefix=f"weaklift-{stage}-") as scratch:
+                compute(Path(scratch))  # joins the collectives; its files are the main one's
+        self.executions[stage] += 1
+        distributed.barrier()  # published before anyone reads it
         return self._load_verified(stage, key, final)
 
     def lookup(

@@ -4,8 +4,8 @@ The suite is a sweep whose points are tasks: ``configs/suite.yaml`` holds the ba
 methods, seeds, controls) and each task's split sizes; the tasks are those of
 ``weaklift.tasks.suite.SUITE_TASKS`` whose folder exists under the data directory. Across tasks
 it reports, per method, the median PGR with a bootstrap CI over tasks, and logconf against xent
-as a sign test; per task, the ceiling − weak gap with a CI, so tasks where the gap is too small
-for PGR to mean anything are marked.
+as a sign test; per task, the ceiling − weak gap with its paired bootstrap CI, so tasks where the
+gap is too small for PGR to mean anything are marked.
 """
 
 from __future__ import annotations
@@ -78,15 +78,17 @@ def suite_summary(
     table: pd.DataFrame, samples: int = 10_000, seed: int = 0
 ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """From ``collect``'s results table: per task the gap (with a CI) and each method's PGR;
-    per method the median PGR over tasks with a bootstrap CI over tasks; logconf vs xent."""
+    per method the median PGR over the tasks whose gap CI is above 0 (elsewhere PGR divides by
+    noise) with a bootstrap CI over those tasks; logconf vs xent on every task."""
     per_task = gap_table(table)
     students = table[table["role"] == "student"]
     pgr = students.pivot_table(index="task", columns="method", values="pgr", aggfunc="first")
     per_task = per_task.join(pgr.add_prefix("pgr_"), how="left")
+    with_gap = pgr.loc[pgr.index.isin(per_task.index[per_task["gap_ok"]])] if len(per_task) else pgr
     rng = np.random.default_rng(seed)
     medians = []
     for method in pgr.columns:
-        values = pgr[method].dropna().to_numpy(dtype=float)
+        values = with_gap[method].dropna().to_numpy(dtype=float)
         values = values[np.isfinite(values)]
         low, high = _bootstrap_median_ci(values, samples, rng)
         median = float(np.median(values)) if len(values) else math.nan
@@ -103,20 +105,21 @@ def suite_summary(
 
 
 def gap_table(table: pd.DataFrame) -> pd.DataFrame:
-    """Per task: weak and ceiling test accuracy, their gap and its 95% CI (normal approximation,
-    independent test sets of num_test examples, so conservative), and ``gap_ok`` (CI above 0)."""
+    """Per task: weak and ceiling test accuracy, their gap, the gap's 95% CI (the run's paired
+    bootstrap over seeds and test examples: ``ceiling``'s minus_weak_ci columns) and ``gap_ok``
+    (CI above 0: PGR there divides by a real gap)."""
     rows = []
     for task, group in table.groupby("task"):
-        weak = group.loc[group["role"] == "weak", "score"]
-        ceiling = group.loc[group["role"] == "ceiling", "score"]
+        weak = group.loc[group["role"] == "weak"]
+        ceiling = group.loc[group["role"] == "ceiling"]
         if weak.empty or ceiling.empty:
             continue
-        w, c, n = float(weak.iloc[0]), float(ceiling.iloc[0]), int(group["num_test"].iloc[0])
-        half = 1.96 * math.sqrt((w * (1 - w) + c * (1 - c)) / max(n, 1))
-        gap = c - w
+        w, c = float(weak["score"].iloc[0]), float(ceiling["score"].iloc[0])
+        low = float(ceiling.get("minus_weak_ci_low", pd.Series([math.nan])).iloc[0])
+        high = float(ceiling.get("minus_weak_ci_high", pd.Series([math.nan])).iloc[0])
         rows.append(
-            {"task": task, "weak": w, "ceiling": c, "gap": gap,
-             "gap_ci_low": gap - half, "gap_ci_high": gap + half, "gap_ok": gap - half > 0}
+            {"task": task, "weak": w, "ceiling": c, "gap": c - w,
+             "gap_ci_low": low, "gap_ci_high": high, "gap_ok": bool(low > 0)}
         )  # fmt: skip
     return pd.DataFrame(rows).set_index("task") if rows else pd.DataFrame()
 
@@ -160,7 +163,7 @@ def format_summary(per_task: pd.DataFrame, medians: pd.DataFrame, sign: dict[str
     for _, m in medians.iterrows():
         lines.append(
             f"median PGR {m['method']}: {m['median_pgr']:.2f} [{m['ci_low']:.2f}, {m['ci_high']:.2f}]"
-            f" over {m['tasks']} task(s) (bootstrap over tasks)"
+            f" over the {m['tasks']} task(s) with a gap (bootstrap over tasks)"
         )
     if sign.get("tasks"):
         lines.append(

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from weaklift import distributed
 from weaklift.errors import WeakliftError
 from weaklift.models.loading import LoadedBackbone
 from weaklift.models.pooling import pool, resolve_pooling
@@ -49,10 +50,16 @@ def extract_features(
         total=len(texts), desc=f"features {backbone.name}", unit="text", disable=not progress
     )
     backbone.model.eval()  # a pristine backbone must never run with dropout
-    with torch.inference_mode(), bar:
-        for rows in length_sorted_batches([len(seq) for seq in ids], batch_size, max_batch_tokens):
-            features[rows] = _embed_batch(backbone, [ids[i] for i in rows], how, all_layers)
-            bar.update(len(rows))
+    batches = length_sorted_batches([len(seq) for seq in ids], batch_size, max_batch_tokens)
+
+    def embed(rows: np.ndarray) -> np.ndarray:
+        embedded = _embed_batch(backbone, [ids[i] for i in rows], how, all_layers)
+        bar.update(len(rows) * distributed.processes())  # the bar counts every process's rows
+        return embedded
+
+    with torch.inference_mode(), bar:  # several processes: each embeds its share of the batches
+        for rows, embedded in zip(batches, distributed.map_sharded(batches, embed), strict=True):
+            features[rows] = embedded
     return features
 
 

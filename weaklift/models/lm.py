@@ -22,6 +22,8 @@ from typing import Any, Literal
 import torch
 from tqdm.auto import tqdm
 
+from weaklift import distributed
+
 PromptKeep = Literal["end", "start"]
 
 
@@ -174,10 +176,10 @@ def generate(
     device = next(model.parameters()).device
     eos, pad = tokenizer.eos_token_id, tokenizer.pad_token_id
     beams = 1 if how.sample else (how.beams or how.num)
-    torch.manual_seed(how.seed)
-    results: list[list[Candidate]] = [[] for _ in prompt_ids]
     groups = length_groups([len(ids) for ids in prompt_ids], how.batch_size)
-    for group in tqdm(groups, desc=desc, leave=False, disable=len(groups) < 3):
+
+    def decode(group: list[int]) -> list[list[Candidate]]:
+        """Each prompt of ``group``'s candidates."""
         input_ids, mask, _ = left_pad([prompt_ids[i] for i in group], pad)
         out = model.generate(
             input_ids=input_ids.to(device),
@@ -206,13 +208,28 @@ def generate(
                 out.sequences, out.scores, normalize_logits=True
             )
             scores = None
+        found: list[list[Candidate]] = [[] for _ in group]
         for row in range(generated.shape[0]):
             ids, logprobs = _until_eos(generated[row].tolist(), steps[row].tolist(), eos)
             score = (
                 scores[row] if scores else sum(logprobs) / max(len(ids), 1) ** how.length_penalty
             )
             ended = bool(ids) and ids[-1] == eos
-            results[group[row // how.num]].append(Candidate(ids, logprobs, float(score), ended))
+            found[row // how.num].append(Candidate(ids, logprobs, float(score), ended))
+        bar.update(1 if how.sample else distributed.processes())
+        return found
+
+    bar = tqdm(total=len(groups), desc=desc, leave=False, disable=len(groups) < 3)
+    torch.manual_seed(how.seed)
+    with bar:
+        if how.sample:  # one random stream through the groups in order: every process runs all
+            decoded = [decode(group) for group in groups]
+        else:  # beam search is deterministic: several processes share the groups
+            decoded = distributed.map_sharded(groups, decode)
+    results: list[list[Candidate]] = [[] for _ in prompt_ids]
+    for group, found in zip(groups, decoded, strict=True):
+        for i, candidates in zip(group, found, strict=True):
+            results[i] = candidates
     return results
 
 
@@ -280,12 +297,22 @@ def token_logprobs(
     out: list[list[float]] = [[] for _ in prompt_ids]
     lengths = [len(p) + len(c) for p, c in zip(prompt_ids, continuation_ids, strict=True)]
     groups = length_groups(lengths, batch_size)
-    for group in tqdm(groups, desc=desc, leave=False, disable=len(groups) < 3):
+
+    def score(group: list[int]) -> list[list[float]]:
         logps, counts = continuation_logprobs(
             model, [prompt_ids[i] for i in group], [continuation_ids[i] for i in group], pad_id
         )
         logps = logps.double().cpu()
-        for row, i in enumerate(group):
-            n = int(counts[row])
-            out[i] = logps[row, logps.shape[1] - n :].tolist() if n else []
+        bar.update(distributed.processes())
+        return [
+            logps[row, logps.shape[1] - int(n) :].tolist() if int(n) else []
+            for row, n in enumerate(counts)
+        ]
+
+    bar = tqdm(total=len(groups), desc=desc, leave=False, disable=len(groups) < 3)
+    with bar:
+        scored = distributed.map_sharded(groups, score)
+    for group, values in zip(groups, scored, strict=True):
+        for i, row in zip(group, values, strict=True):
+            out[i] = row
     return out

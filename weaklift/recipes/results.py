@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from weaklift import distributed
 from weaklift.config import ExperimentConfig, ModelConfig
 from weaklift.models.device import dtype_name, resolve_dtype
 from weaklift.models.tfidf import TFIDF_MODEL
@@ -34,7 +35,8 @@ def save_results(cfg: ExperimentConfig, task_name: str, results: dict[str, Any])
         / "runs"
         / f"{task_name}-{stable_hash(cfg.model_dump(mode='json'), 10)}"
     )
-    write_json_atomic(run_dir / "results.json", results)
+    if distributed.is_main():  # several processes compute the same results; one writes them
+        write_json_atomic(run_dir / "results.json", results)
     return Results(results, run_dir)
 
 

@@ -224,8 +224,9 @@ def summarise_seeds(
 ) -> dict[str, Any]:
     """Means over seeds, the spread, per-seed figures and PGR with a seeds × test-examples CI.
 
-    PGR is computed from the seed-mean accuracies; its interval comes from one joint two-level
-    bootstrap over every model (seeded by the first seed), so all intervals are paired.
+    PGR is computed from the seed-mean accuracies; its interval, each model's accuracy interval
+    and the ceiling − weak gap's interval come from one joint two-level bootstrap over every
+    model (seeded by the first seed), so all intervals are paired.
     """
     per_seed = [e.json("metrics") for e in evaluations]
     correct = [e.arrays("correct") for e in evaluations]
@@ -233,7 +234,13 @@ def summarise_seeds(
         {key: [c[key].astype(bool) for c in correct] for key in correct[0]}, samples, seeds[0]
     )
     weak = _mean_summary([m["weak"] for m in per_seed])
+    weak["accuracy_ci"] = list(percentile_ci(resampled["weak"]))
     ceiling = _mean_summary([m["ceiling"] for m in per_seed])
+    ceiling["accuracy_ci"] = list(percentile_ci(resampled["ceiling"]))
+    # the gap PGR divides by, with the same paired resamples: is there a gap to recover at all?
+    ceiling["minus_weak"] = ceiling["accuracy"] - weak["accuracy"]
+    gap_low, gap_high = percentile_ci(resampled["ceiling"] - resampled["weak"])
+    ceiling["minus_weak_ci_low"], ceiling["minus_weak_ci_high"] = gap_low, gap_high
     weak_per_seed = [m["weak"]["accuracy"] for m in per_seed]
     ceiling_per_seed = [m["ceiling"]["accuracy"] for m in per_seed]
     best_per_seed = [m["best_member"] for m in per_seed]
@@ -242,6 +249,7 @@ def summarise_seeds(
 
     def with_pgr(key: str, rows: list[dict]) -> dict:
         summary = _mean_summary(rows)
+        summary["accuracy_ci"] = list(percentile_ci(resampled[key]))
         summary["pgr"] = pgr(summary["accuracy"], weak["accuracy"], ceiling["accuracy"])
         summary["pgr_ci"] = list(
             pgr_from_resamples(resampled[key], resampled["weak"], resampled["ceiling"])

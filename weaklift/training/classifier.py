@@ -17,6 +17,7 @@ from accelerate import Accelerator
 from torch import nn
 from tqdm.auto import tqdm
 
+from weaklift import distributed
 from weaklift.methods.base import Method
 from weaklift.methods.logconf import confidence_weight
 from weaklift.training.batches import Batcher, chunks, epoch_batches, inference_batches
@@ -59,10 +60,11 @@ def train_classifier(
     desc: str = "train",
 ) -> TrainHistory:
     """Train in place; with ``select_best`` restore the epoch with the best validation accuracy."""
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = distributed.accelerator()
     generator = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    module = model  # the bare model: predictions and snapshots (no DDP wrapper, no collectives)
     model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     all_targets = torch.as_tensor(targets, dtype=torch.float32)
@@ -81,6 +83,7 @@ def train_classifier(
             progress = step / total_steps
             loss, target_accuracy = _optimizer_step(
                 model,
+                module,
                 optimizer,
                 accelerator,
                 data,
@@ -99,16 +102,16 @@ def train_classifier(
             bar.update(1)
         history.train_loss.append(float(np.mean(losses)))
         if val_data is not None and val_labels is not None:
-            acc = float(np.mean(predict_proba(model, val_data, method).argmax(1) == val_labels))
+            acc = float(np.mean(predict_proba(module, val_data, method).argmax(1) == val_labels))
             history.val_accuracy.append(acc)
             if cfg.select_best and acc > best_acc:
                 best_acc, history.best_epoch = acc, epoch
                 best_state = {  # one clone of what trains (never of the frozen base)
-                    n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad
+                    n: p.detach().clone() for n, p in module.named_parameters() if p.requires_grad
                 }
     bar.close()
     if best_state is not None:
-        model.load_state_dict(best_state, strict=False)
+        module.load_state_dict(best_state, strict=False)
     else:
         history.best_epoch = cfg.epochs - 1
     return history
@@ -116,6 +119,7 @@ def train_classifier(
 
 def _optimizer_step(
     model: nn.Module,
+    module: nn.Module,
     optimizer: torch.optim.Optimizer,
     accelerator: Accelerator,
     data: Batcher,
@@ -128,31 +132,34 @@ def _optimizer_step(
 ) -> tuple[float, float]:
     """One optimizer step over ``batch_rows``, accumulating gradients over micro-batches.
 
-    Returns the batch loss and the fraction of rows whose argmax matches the targets' argmax.
+    Under several processes each takes its share of the batch and DDP averages the gradients;
+    each share's loss is weighted so the average is the whole batch's mean, as in one process.
+    Batch statistics come from the whole batch on every process. Returns the batch loss and the
+    fraction of rows whose argmax matches the targets' argmax.
     """
-    micro_batches = chunks(batch_rows, micro_size)
     weak = all_targets[torch.as_tensor(batch_rows)].to(device)  # (B, K) or (B, M, K)
     target_class = (weak.mean(dim=1) if weak.dim() == 3 else weak).argmax(dim=-1)  # (B,)
-    matches = 0
     context = None
     if method.needs_batch_context:  # (B, ...) over the whole optimizer batch
-        context = _batch_context(model, data, micro_batches, method, weak, progress, device)
+        whole = chunks(batch_rows, micro_size)
+        context = _batch_context(module, data, whole, method, weak, progress, device)
+    processes = distributed.processes()
     optimizer.zero_grad()
-    total, start = 0.0, 0
-    for micro in micro_batches:
-        logits = model(**data.batch(micro, device))  # (b, K)
-        end = start + len(micro)
-        micro_context = None if context is None else context[start:end]
-        loss = method.loss(logits, weak[start:end], progress, micro_context) * (
-            len(micro) / len(batch_rows)
-        )
+    total, matches = 0.0, 0
+    for micro in distributed.local_micro_batches(np.arange(len(batch_rows)), micro_size):
+        weight = len(micro) * processes / len(batch_rows)
+        if not len(micro):  # a share shorter than the others': run in step, count for nothing
+            micro, weight = np.arange(1), 0.0
+        logits = model(**data.batch(batch_rows[micro], device))  # (b, K)
+        micro_context = None if context is None else context[micro]
+        loss = method.loss(logits, weak[micro], progress, micro_context) * weight
         accelerator.backward(loss)
-        total += float(loss.detach())
-        predicted = method.probabilities(logits.detach()).argmax(dim=-1)  # (b,)
-        matches += int((predicted == target_class[start:end]).sum())
-        start = end
+        total += float(loss.detach()) / processes
+        if weight:
+            predicted = method.probabilities(logits.detach()).argmax(dim=-1)  # (b,)
+            matches += int((predicted == target_class[micro]).sum())
     optimizer.step()
-    return total, matches / len(batch_rows)
+    return distributed.all_sum(total), distributed.all_sum(matches) / len(batch_rows)
 
 
 def confidence_weight_at(method: Method, progress: float) -> float | None:
@@ -211,7 +218,9 @@ def _map_outputs(model: nn.Module, data: Batcher, read_out, batch_size: int) -> 
     model.eval()
     device = next(model.parameters()).device
     batches = inference_batches(data.lengths(), len(data), batch_size)
-    outputs = [read_out(model(**data.batch(rows, device))).float().cpu() for rows in batches]
+    outputs = distributed.map_sharded(  # several processes: each runs its share of the batches
+        batches, lambda rows: read_out(model(**data.batch(rows, device))).float().cpu()
+    )
     model.train(was_training)
     ordered = torch.cat(outputs)
     result = torch.empty_like(ordered)

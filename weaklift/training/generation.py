@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from weaklift import distributed
 from weaklift.methods.generation import GenMethod, TokenTargets, token_shares
 from weaklift.methods.generation.base import ShareMode
 from weaklift.models.causal_lm import logits_at
@@ -101,21 +102,27 @@ def _lengths(examples: list[list[TargetSequence]]) -> np.ndarray:
 def _optimizer_step(
     model, optimizer, batch: list[list[TargetSequence]], method, cfg, micro, pad_id, progress
 ) -> tuple[float, int]:
-    """One optimizer step over ``batch``; returns (mean loss per token, tokens)."""
+    """One optimizer step over ``batch``; returns (mean loss per token, tokens). Under several
+    processes each runs its share of the prompts and the gradients are summed over processes
+    (the LM head runs on target positions only, outside the model's forward, so no DDP
+    wrapper); token counts and member weights are the whole batch's: the one-process step."""
     members = len(batch[0])
     weights = _member_weights(method, batch) if method.multi_weak else torch.ones(1)
     counts = [sum(len(ex[m].target_ids) for ex in batch) for m in range(members)]
     total = 0.0
     for m in range(members):
-        for start in range(0, len(batch), micro):
-            chunk = [ex[m] for ex in batch[start : start + micro]]
+        for rows in distributed.local_micro_batches(np.arange(len(batch)), micro):
+            if not len(rows):
+                continue
+            chunk = [batch[i][m] for i in rows]
             per_token = _token_losses(model, chunk, method, cfg.share, pad_id, progress)
             loss = float(weights[m]) * per_token.sum() / max(counts[m], 1)
             loss.backward()
             total += loss.item()
+    distributed.sum_gradients(p for p in model.parameters() if p.requires_grad)
     optimizer.step()
     optimizer.zero_grad()
-    return total, sum(counts) // members
+    return distributed.all_sum(total), sum(counts) // members
 
 
 def _member_weights(method, batch: list[list[TargetSequence]]) -> torch.Tensor:

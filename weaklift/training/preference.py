@@ -20,6 +20,7 @@ import torch
 from accelerate import Accelerator
 from tqdm.auto import tqdm
 
+from weaklift import distributed
 from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
 from weaklift.models.lm import response_logprobs
@@ -128,7 +129,7 @@ def train_preference(
     desc: str = "preference",
 ) -> PreferenceHistory:
     """Optimise ``policy.model`` in place on ``pairs`` (every pair: chosen ≻ rejected)."""
-    accelerator = Accelerator(cpu=not torch.cuda.is_available())
+    accelerator = distributed.accelerator()
     generator = torch.Generator().manual_seed(cfg.seed)
     params = [p for p in policy.model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -176,14 +177,20 @@ def _optimizer_step(
     """Mean loss over the batch, accumulated micro-batch by micro-batch; the gradient clipped to
     ``max_grad_norm``; one step of the optimizer and of ``schedule``; returns the step metrics."""
     optimizer.zero_grad()
-    total, margins = 0.0, []
-    for micro in chunks(batch_rows, micro_size):
+    processes = distributed.processes()
+    total, margin_sum, right = 0.0, 0.0, 0
+    for micro in distributed.local_micro_batches(batch_rows, micro_size):
+        scale = processes  # DDP averages over processes: each share sums its pairs
+        if not len(micro):  # a share shorter than the others': run in step, count for nothing
+            micro, scale = batch_rows[:1], 0.0
         logps = policy.pair_logps(pairs, micro)
-        loss = loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean over micro-batches
+        loss = scale * loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean
         accelerator.backward(loss)
-        total += float(loss.detach())
-        chosen, rejected = implicit_rewards(logps, loss_fn.beta)
-        margins.append((chosen - rejected).cpu())
+        total += float(loss.detach()) / processes
+        if scale:
+            chosen, rejected = implicit_rewards(logps, loss_fn.beta)
+            margin = (chosen - rejected).detach().float()
+            margin_sum, right = margin_sum + float(margin.sum()), right + int((margin > 0).sum())
     lr = float(optimizer.param_groups[0]["lr"])
     params = [p for group in optimizer.param_groups for p in group["params"]]
     if max_grad_norm is not None:
@@ -193,11 +200,10 @@ def _optimizer_step(
     optimizer.step()
     if schedule is not None:
         schedule.step()
-    margin = torch.cat(margins)
     return {
-        "loss": total,
-        "reward_margin": float(margin.mean()),
-        "reward_accuracy": float((margin > 0).float().mean()),
+        "loss": distributed.all_sum(total),
+        "reward_margin": distributed.all_sum(margin_sum) / len(batch_rows),
+        "reward_accuracy": distributed.all_sum(right) / len(batch_rows),
         "grad_norm": float(norm),
         "lr": lr,
     }
@@ -216,15 +222,23 @@ def score_pairs(
         "chosen_tokens": [],
         "rejected_tokens": [],
     }
-    rows = np.arange(len(pairs))
-    for batch in tqdm(chunks(rows, batch_size), desc="scoring pairs", leave=False):
+    batches = chunks(np.arange(len(pairs)), batch_size)
+    bar = tqdm(total=len(batches), desc="scoring pairs", leave=False)
+
+    def score(batch: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
         prompts = [pairs.prompt_ids[i] for i in batch]
         responses = [pairs.chosen_ids[i] for i in batch] + [pairs.rejected_ids[i] for i in batch]
         logps, tokens = response_logprobs(model, prompts + prompts, responses, pad_id)
+        bar.update(distributed.processes())
+        return logps.cpu(), tokens.cpu()
+
+    with bar:  # several processes: each scores its share of the batches
+        scored = distributed.map_sharded(batches, score)
+    for batch, (logps, tokens) in zip(batches, scored, strict=True):
         b = len(batch)
-        parts["chosen"].append(logps[:b].cpu())
-        parts["rejected"].append(logps[b:].cpu())
-        parts["chosen_tokens"].append(tokens[:b].cpu())
-        parts["rejected_tokens"].append(tokens[b:].cpu())
+        parts["chosen"].append(logps[:b])
+        parts["rejected"].append(logps[b:])
+        parts["chosen_tokens"].append(tokens[:b])
+        parts["rejected_tokens"].append(tokens[b:])
     model.train(was_training)
     return {name: torch.cat(values).numpy() for name, values in parts.items()}
