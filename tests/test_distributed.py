@@ -25,7 +25,8 @@ workdir = test_layers.workdir
 genpref = test_gen_preference.workdir
 
 
-def _launch(out: Path, overrides: list[str], processes: int) -> dict:
+def _launch(out: Path, overrides: list[str], processes: int) -> tuple[dict, list[str]]:
+    """results.json of the run, and its log lines (the main process's only, for several)."""
     launcher = [sys.executable, "-m", "weaklift"]
     if processes > 1:
         launcher = [
@@ -42,7 +43,12 @@ def _launch(out: Path, overrides: list[str], processes: int) -> dict:
         assert f"process 0 of {processes} joined (gloo)" in done.stderr
         assert "process 1 of" not in done.stderr
     (results,) = (out / "runs").glob("*/results.json")
-    return json.loads(results.read_text())
+    return json.loads(results.read_text()), _log(done.stderr)
+
+
+def _log(stderr: str) -> list[str]:
+    """weaklift's log lines ("[weaklift] training ceiling ..."), without the progress bars."""
+    return [line for line in stderr.splitlines() if line.startswith("[weaklift] ")]
 
 
 def _numbers(results: dict) -> dict[str, float]:
@@ -65,8 +71,9 @@ def _accuracies(results: dict) -> dict[str, float]:
 @pytest.mark.parametrize("mode", ["probe", "lora", "full"])
 def test_two_processes_give_the_one_process_results(workdir, tmp_path, mode):
     extra = [f"strong.mode={mode}", "methods=[xent,logconf]", "strong.dtype=float32"]
-    one = _launch(tmp_path / "one", _overrides(workdir, tmp_path / "one", *extra), 1)
-    two = _launch(tmp_path / "two", _overrides(workdir, tmp_path / "two", *extra), 2)
+    one, one_log = _launch(tmp_path / "one", _overrides(workdir, tmp_path / "one", *extra), 1)
+    two, two_log = _launch(tmp_path / "two", _overrides(workdir, tmp_path / "two", *extra), 2)
+    assert two_log == ["[weaklift] process 0 of 2 joined (gloo)", *one_log]  # said once
     assert one["num_test"] == two["num_test"]
     for name, accuracy in _accuracies(one).items():
         assert abs(_accuracies(two)[name] - accuracy) <= 0.01, name  # the issue's tolerance
@@ -99,8 +106,9 @@ def test_a_sweep_under_several_processes_is_refused(tmp_path, monkeypatch, capsy
 def test_generation_and_preference_loops_give_the_one_process_results(genpref, tmp_path):
     """Weak generators, ceiling and students (generation loop, beam decoding), DPO candidates,
     weak judges and the DPO loop (scoring, preference training), in one experiment."""
-    one = _launch(tmp_path / "one", _genpref_overrides(genpref, tmp_path / "one"), 1)
-    two = _launch(tmp_path / "two", _genpref_overrides(genpref, tmp_path / "two"), 2)
+    one, one_log = _launch(tmp_path / "one", _genpref_overrides(genpref, tmp_path / "one"), 1)
+    two, two_log = _launch(tmp_path / "two", _genpref_overrides(genpref, tmp_path / "two"), 2)
+    assert two_log == ["[weaklift] process 0 of 2 joined (gloo)", *one_log]
     _same_numbers(one, two)
 
 

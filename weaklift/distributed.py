@@ -60,7 +60,7 @@ def processes() -> int:
 
 def start() -> None:
     """Join the process group (gloo on CPU, NCCL on GPUs, one GPU per local rank); quiet the
-    other processes' progress bars and logs. A no-op in one process or when already joined."""
+    other processes' logs. A no-op in one process or when already joined."""
     if world_size() == 1:
         return
     import torch
@@ -71,8 +71,7 @@ def start() -> None:
     if torch.cuda.is_available():
         torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", "0")))
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
-    if not is_main():
-        os.environ["TQDM_DISABLE"] = "1"  # one set of progress bars: the main process's
+    if not is_main():  # (their progress bars: off from `python -m weaklift`, weaklift/__main__.py)
         logging.getLogger("weaklift").setLevel(logging.WARNING)
     log.info("process %d of %d joined (%s)", rank(), world_size(), dist.get_backend())
 

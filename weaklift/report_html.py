@@ -378,8 +378,8 @@ def _fig_ensemble_and_ladder(t: Tables) -> Figure | None:
 
 
 FIGURE_MAKERS = (
-    suite_figures.tasks,
-    suite_figures.task_pgr,
+    suite_figures.tasks_figure,
+    suite_figures.task_pgr_figure,
     _fig_pgr,
     _fig_scaling,
     _fig_heatmap,

@@ -29,7 +29,7 @@ def one_run_per_task(t: Tables) -> pd.DataFrame | None:
     return rows
 
 
-def tasks(t: Tables) -> Figure | None:
+def tasks_figure(t: Tables) -> Figure | None:
     import matplotlib.pyplot as plt
 
     rows = one_run_per_task(t)
@@ -69,7 +69,7 @@ def tasks(t: Tables) -> Figure | None:
     return Figure("tasks", "(s1) Accuracy per task: weak, students, ceiling", caption, png(fig))
 
 
-def task_pgr(t: Tables) -> Figure | None:
+def task_pgr_figure(t: Tables) -> Figure | None:
     import matplotlib.pyplot as plt
 
     rows = one_run_per_task(t)
