@@ -44,11 +44,10 @@ def tasks_figure(t: Tables) -> Figure | None:
     width = 0.8 / len(series)
     for k, (role, method, label, color) in enumerate(series):
         mine = rows[(rows.role == role) & (rows.method == method)].set_index("task")
-        x = np.array([i for i, task in enumerate(tasks) if task in mine.index]) - 0.4
-        x = x + width * (k + 0.5)
         present = [task for task in tasks if task in mine.index]
         if not present:
             continue
+        x = np.array([tasks.index(task) for task in present]) - 0.4 + width * (k + 0.5)
         score = mine.loc[present, "score"].to_numpy(dtype=float)
         low = score - mine.loc[present, "score_ci_low"].to_numpy(dtype=float)
         high = mine.loc[present, "score_ci_high"].to_numpy(dtype=float) - score

@@ -164,10 +164,12 @@ class ArtifactStore:
         """
         key = self.key(stage, version, params, upstream)
         final = self.root / stage / key
+
+        def publish() -> None:
+            self._compute_and_publish(stage, key, final, version, params, upstream, compute)
+
         if distributed.active():
-            return self._get_or_compute_together(
-                stage, key, final, version, params, upstream, compute
-            )
+            return self._get_or_compute_together(stage, key, final, publish, compute)
         try:
             return self._load_verified(stage, key, final)  # lock-free fast path for a hit
         except (FileNotFoundError, CorruptArtifact):
@@ -176,14 +178,10 @@ class ArtifactStore:
         lock = self.root / _LOCKS / stage / key
         lock.parent.mkdir(parents=True, exist_ok=True)
         with FileLock(str(lock)):
-            try:
-                return self._load_verified(stage, key, final)  # computed while we waited
-            except FileNotFoundError:
-                pass
-            except CorruptArtifact as err:
-                log.warning("artifact %s/%s is corrupt (%s); recomputing", stage, key, err)
-                self._discard(final)
-            self._compute_and_publish(stage, key, final, version, params, upstream, compute)
+            found = self._finished(stage, key, final)  # computed while we waited?
+            if found is not None:
+                return found
+            publish()
         self.executions[stage] += 1
         return self._load_verified(stage, key, final)
 
@@ -192,34 +190,35 @@ class ArtifactStore:
         stage: str,
         key: str,
         final: Path,
-        version: int,
-        params: dict[str, Any],
-        upstream: dict[str, str],
+        publish: Callable[[], None],
         compute: Callable[[Path], dict[str, Any] | None],
     ) -> Artifact:
         """Several processes: the main one decides hit or miss for all (each must join the same
         computations), all compute, the main one publishes, the others drop their copy."""
-        hit = None
-        if distributed.is_main():
-            try:
-                hit = self._load_verified(stage, key, final)
-            except FileNotFoundError:
-                pass
-            except CorruptArtifact as err:
-                log.warning("artifact %s/%s is corrupt (%s); recomputing", stage, key, err)
-                self._discard(final)
+        hit = self._finished(stage, key, final) if distributed.is_main() else None
         if distributed.broadcast(hit is not None):
             distributed.barrier()  # nobody races ahead of a stage the main process reads
             return self._load_verified(stage, key, final)
         if distributed.is_main():
             final.parent.mkdir(parents=True, exist_ok=True)
-            self._compute_and_publish(stage, key, final, version, params, upstream, compute)
+            publish()
         else:
             with tempfile.TemporaryDirectory(prefix=f"weaklift-{stage}-") as scratch:
                 compute(Path(scratch))  # joins the collectives; its files are the main one's
         self.executions[stage] += 1
         distributed.barrier()  # published before anyone reads it
         return self._load_verified(stage, key, final)
+
+    def _finished(self, stage: str, key: str, final: Path) -> Artifact | None:
+        """The verified artifact, or None when absent; a corrupt one is discarded (None)."""
+        try:
+            return self._load_verified(stage, key, final)
+        except FileNotFoundError:
+            return None
+        except CorruptArtifact as err:
+            log.warning("artifact %s/%s is corrupt (%s); recomputing", stage, key, err)
+            self._discard(final)
+            return None
 
     def lookup(
         self, stage: str, version: int, params: dict[str, Any], upstream: dict[str, str]
