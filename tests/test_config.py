@@ -110,3 +110,9 @@ def test_text_fields_keep_braces_and_other_fields_parse_yaml():
     assert parsed["strong"]["lora"]["target_modules"] == ["q_proj"] and parsed["seed"] == 3
     cfg = load_config(None, ["task.name=file", "task.template={a}\\n{b}", "task.path=x.csv"])
     assert cfg.task.template == "{a}\\n{b}"
+
+
+def test_fsdp_is_for_full_finetuning_only():
+    assert load_config(None, ["strong.mode=full", "strong.fsdp=true"]).strong.fsdp
+    with pytest.raises(WeakliftError, match="strong.*fsdp shards full finetuning.*set mode=full"):
+        load_config(None, ["strong.mode=lora", "strong.fsdp=true"])

@@ -68,11 +68,19 @@ def _accuracies(results: dict) -> dict[str, float]:
     return found
 
 
-@pytest.mark.parametrize("mode", ["probe", "lora", "full"])
+@pytest.mark.parametrize("mode", ["probe", "lora", "full", "fsdp"])
 def test_two_processes_give_the_one_process_results(workdir, tmp_path, mode):
     extra = [f"strong.mode={mode}", "methods=[xent,logconf]", "strong.dtype=float32"]
+    if mode == "fsdp":  # full finetuning, each process holding half of the weights
+        extra[0:1] = ["strong.mode=full", "strong.fsdp=true"]
     one, one_log = _launch(tmp_path / "one", _overrides(workdir, tmp_path / "one", *extra), 1)
     two, two_log = _launch(tmp_path / "two", _overrides(workdir, tmp_path / "two", *extra), 2)
+    sharded = [line for line in two_log if line.startswith("[weaklift] sharded over 2 processes")]
+    if mode == "fsdp":  # ceiling and two students, each sharded block by block
+        assert sharded == ["[weaklift] sharded over 2 processes (FSDP, 2 blocks)"] * 3
+    else:
+        assert not sharded
+    two_log = [line for line in two_log if line not in sharded]
     assert two_log == ["[weaklift] process 0 of 2 joined (gloo)", *one_log]  # said once
     assert one["num_test"] == two["num_test"]
     for name, accuracy in _accuracies(one).items():

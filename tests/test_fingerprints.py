@@ -12,6 +12,7 @@ from huggingface_hub import constants
 
 from tests.tiny_models import make_tiny_model
 from weaklift.errors import WeakliftError
+from weaklift.models import loading
 from weaklift.models.loading import model_fingerprint
 
 
@@ -86,3 +87,27 @@ def test_uncached_hub_model_offline_is_a_clear_error(
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(WeakliftError, match="org/absent is not in the local Hugging Face cache"):
         model_fingerprint("org/absent")
+
+
+def test_a_weight_files_hash_is_computed_once_across_processes(
+    folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WEAKLIFT_CACHE", str(tmp_path / "cache"))
+    hashed: list[Path] = []
+    real = loading.file_sha256
+    monkeypatch.setattr(loading, "file_sha256", lambda p: hashed.append(p) or real(p))
+    loading._content_hash.cache_clear()
+    first = model_fingerprint(str(folder))
+    files = len(hashed)
+    assert files >= 3  # config, tokenizer, weights
+    loading._content_hash.cache_clear()  # what a new process starts with
+    assert model_fingerprint(str(folder)) == first
+    assert len(hashed) == files  # read from the disk entries, no file hashed again
+    for entry in (tmp_path / "cache" / "file-hashes").iterdir():
+        entry.write_text('{"sha256": "not a digest"')  # corrupt: recomputed, same answer
+    loading._content_hash.cache_clear()
+    assert model_fingerprint(str(folder)) == first
+    assert len(hashed) == 2 * files
+    _touch_same_size(folder / "model.safetensors")  # new bytes: never an old entry
+    loading._content_hash.cache_clear()
+    assert model_fingerprint(str(folder)) != first

@@ -227,6 +227,7 @@ def test_pgr_is_computed_from_the_first_member(first_run):
         (["methods=[xent]"], "methods.0: 'xent' is not a generation method"),
         (["weak=[{model: tfidf, mode: lora}]"], "weak.0.model: tfidf cannot generate"),
         (["strong.mode=probe"], "strong.mode: a probe cannot generate"),
+        (["strong.mode=full", "strong.fsdp=true"], "strong.fsdp: generation and preference"),
         (["split.balance=true"], "split.balance"),
         (["task.kind=classification"], "task.kind: task 'slurp' is a generation task"),
         (["methods=[{name: multi_naive, weighting: fixed, weights: [1]}]"], "methods.0.weights"),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 
 from tests import test_layers
 from tests.test_pipeline import _overrides
@@ -14,7 +16,7 @@ from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
 from weaklift.methods import Xent
 from weaklift.models import device
-from weaklift.models.device import AUTO_DTYPE_ENV, resolve_dtype
+from weaklift.models.device import AUTO_DTYPE_ENV, resolve_dtype, training_attention
 from weaklift.pipeline import run_experiment
 from weaklift.stages.data import features_stage
 from weaklift.stages.training import _Inputs, _model_params
@@ -210,3 +212,29 @@ def test_gradient_checkpointing_gives_the_same_gradients_and_is_off_after_the_st
     assert grads[True].keys() == grads[False].keys() and any("lora" in n for n in grads[True])
     for name, grad in grads[False].items():
         torch.testing.assert_close(grads[True][name], grad, atol=1e-6, rtol=1e-5)
+
+
+def _attention_gradients(context) -> list[torch.Tensor]:
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(2, 4, 9, 16, dtype=torch.bfloat16, requires_grad=True) for _ in range(3))
+    with context:
+        F.scaled_dot_product_attention(q, k, v, is_causal=True).float().square().sum().backward()
+    return [t.grad for t in (q, k, v)]
+
+
+def test_bf16_attention_with_gradients_runs_sdpas_math_kernel_on_a_cpu():
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    cpu = torch.device("cpu")
+    got = _attention_gradients(training_attention(cpu, torch.bfloat16))
+    expected = _attention_gradients(sdpa_kernel(SDPBackend.MATH))
+    flash = _attention_gradients(sdpa_kernel(SDPBackend.FLASH_ATTENTION))
+    assert all(torch.equal(a, b) for a, b in zip(got, expected, strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(got, flash, strict=True))  # kernels differ
+    # float32, inference and GPUs keep the default choice (flash is faster there)
+    assert isinstance(training_attention(cpu, torch.float32), contextlib.nullcontext)
+    assert isinstance(
+        training_attention(torch.device("cuda"), torch.bfloat16), contextlib.nullcontext
+    )
+    with torch.no_grad():
+        assert isinstance(training_attention(cpu, torch.bfloat16), contextlib.nullcontext)

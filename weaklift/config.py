@@ -163,6 +163,20 @@ class ModelConfig(Strict):
         description="lora/full: recompute activations in the backward pass instead of keeping "
         "them (less memory, about a third more compute).",
     )
+    fsdp: bool = Field(
+        False,
+        description="full, under several processes: shard weights, gradients and optimizer state "
+        "over the processes (FSDP, one unit per transformer block) instead of a whole copy on each "
+        "(DDP). Same results; memory divided by the process count. Classifiers only.",
+    )
+
+    @model_validator(mode="after")
+    def _fsdp_shards_full_finetuning(self) -> ModelConfig:
+        if self.fsdp and self.mode != "full":
+            raise ValueError(
+                f"fsdp shards full finetuning (mode is {self.mode}); set mode=full or fsdp=false"
+            )
+        return self
 
     @field_validator("layer", mode="before")
     @classmethod

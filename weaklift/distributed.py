@@ -6,7 +6,8 @@ stage's computation, and only the main process publishes it; the others wait, th
 Inside a stage, rows are shared round-robin (``map_sharded``: extraction, prediction, scoring,
 decoding, judging) and gathered back in order on every process; training shards each optimizer
 batch and synchronises gradients (accelerate's DDP; the generation loop, whose LM head runs
-outside the model's forward, by one all-reduce), so a step is the one-process step.
+outside the model's forward, by one all-reduce; a full-mode classifier with ``fsdp`` shards its
+weights instead, ``shard``), so a step is the one-process step.
 
 Nothing here touches a process group until ``start()`` runs under ``WORLD_SIZE > 1``; one
 process never imports ``torch.distributed`` state and pays nothing.
@@ -86,6 +87,31 @@ def accelerator():
     return Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[unused])
 
 
+def shard(model, blocks: Sequence[Any]) -> None:
+    """FSDP (FSDP2's ``fully_shard``): each of ``blocks`` (transformer layers) and then the whole
+    ``model`` hold 1/N of their weights, gradients and optimizer state on each of the N processes,
+    gathered block by block for the forward and backward and scattered again after: a full model's
+    training memory divided by N, at the cost of those all-gathers. In place; a no-op in one
+    process. Gradients are averaged over processes, as DDP's are."""
+    if not active():
+        return
+    from torch.distributed.fsdp import fully_shard
+
+    for block in blocks:
+        fully_shard(block)
+    fully_shard(model)
+    log.info("sharded over %d processes (FSDP, %d blocks)", world_size(), len(blocks))
+
+
+def is_sharded(model) -> bool:
+    """Whether ``model`` is FSDP-sharded: its forward is then a collective on every process."""
+    if not active():
+        return False
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(model, FSDPModule)
+
+
 def barrier() -> None:
     if active():
         import torch.distributed as dist
@@ -104,16 +130,21 @@ def broadcast(value: T) -> T:
     return box[0]
 
 
-def map_sharded(items: Sequence[T], fn: Callable[[T], R]) -> list[R]:
+def map_sharded(items: Sequence[T], fn: Callable[[T], R], lockstep: bool = False) -> list[R]:
     """``[fn(x) for x in items]`` with the items shared round-robin over the processes; every
     process gets every result, in the items' order. ``fn``'s results must pickle (CPU tensors,
-    arrays, lists)."""
+    arrays, lists). ``lockstep``: every process calls ``fn`` equally often (a short share repeats
+    an item and drops the result), for an ``fn`` that is itself a collective (a sharded model's
+    forward gathers its weights from every process)."""
     if not active():
         return [fn(item) for item in items]
     import torch.distributed as dist
 
     me, world = rank(), world_size()
     mine = {i: fn(item) for i, item in enumerate(items) if i % world == me}
+    if lockstep and items:
+        for _ in range(math.ceil(len(items) / world) - len(mine)):
+            fn(items[0])
     parts: list[dict[int, Any] | None] = [None] * world
     dist.all_gather_object(parts, mine)
     merged: dict[int, Any] = {}

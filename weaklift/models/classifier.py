@@ -19,7 +19,7 @@ from weaklift.models.adapters import (
     remove_adapters,
     with_adapters,
 )
-from weaklift.models.device import resolve_dtype
+from weaklift.models.device import resolve_dtype, training_attention
 from weaklift.models.features import resolve_layers
 from weaklift.models.pooling import pool, resolve_pooling
 
@@ -93,10 +93,13 @@ class BackboneClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # The backbone runs in the compute dtype (autocast: float32 master weights of full
         # finetuning multiply in bf16 too); the head and everything after it in float32.
-        with torch.autocast(
-            input_ids.device.type,
-            dtype=self.compute_dtype,
-            enabled=self.compute_dtype != torch.float32,
+        with (
+            torch.autocast(
+                input_ids.device.type,
+                dtype=self.compute_dtype,
+                enabled=self.compute_dtype != torch.float32,
+            ),
+            training_attention(input_ids.device, self.compute_dtype),
         ):
             pooled = self._pooled(input_ids, attention_mask)
         return self.head(pooled.float())  # (B, K)
@@ -176,6 +179,13 @@ def build_backbone_classifier(
     return classifier
 
 
+def transformer_blocks(backbone: nn.Module) -> list[nn.Module]:
+    """The backbone's repeated layers (the classes transformers never splits across devices,
+    ``_no_split_modules``, e.g. LlamaDecoderLayer): FSDP's natural units."""
+    names = set(getattr(backbone, "_no_split_modules", None) or [])
+    return [m for m in backbone.modules() if type(m).__name__ in names]
+
+
 def release_backbone(classifier: nn.Module) -> None:
     """After a lora or full stage: adapters out of the shared base (lora), so later stages read
     the pristine pretrained weights; the classifier no longer holds (or pins) the backbone, so a
@@ -195,8 +205,16 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     if isinstance(model, LinearHead | PairwiseRewardHead):
         return {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
     return {
-        n: p.detach().cpu().contiguous() for n, p in model.named_parameters() if p.requires_grad
+        n: _whole(p).detach().cpu().contiguous()
+        for n, p in model.named_parameters()
+        if p.requires_grad
     }
+
+
+def _whole(param: torch.Tensor) -> torch.Tensor:
+    """A parameter's full value; an FSDP shard is gathered from every process (a collective)."""
+    full_tensor = getattr(param, "full_tensor", None)  # DTensor
+    return full_tensor() if full_tensor is not None else param
 
 
 def save_trainable(model: nn.Module, path: Path) -> None:

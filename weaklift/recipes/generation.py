@@ -57,6 +57,11 @@ def check(cfg: ExperimentConfig) -> None:
             )
         if model.genft.enabled:
             raise ValueError(f"{where}.genft: not used by generation tasks; remove it")
+        if model.fsdp:
+            raise ValueError(
+                f"{where}.fsdp: generation and preference training do not shard (they run DDP); "
+                "remove it"
+            )
     if cfg.ladder:
         raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
     if cfg.split.balance:

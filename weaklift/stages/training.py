@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from weaklift import distributed
 from weaklift.config import MethodSpec, ModelConfig
 from weaklift.errors import WeakliftError
 from weaklift.methods import Xent, build_method, method_params
@@ -21,6 +22,7 @@ from weaklift.models.classifier import (
     load_trainable,
     release_backbone,
     save_trainable,
+    transformer_blocks,
 )
 from weaklift.models.loading import weights_key
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
@@ -144,6 +146,8 @@ class _Inputs:
             model = build_backbone_classifier(
                 loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise
             )
+            if self.model_cfg.fsdp:
+                distributed.shard(model, transformer_blocks(model.backbone))
             try:
                 yield model
             finally:

@@ -65,7 +65,8 @@ def train_classifier(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     module = model  # the bare model: predictions and snapshots (no DDP wrapper, no collectives)
-    model, optimizer = accelerator.prepare(model, optimizer)
+    if not distributed.is_sharded(model):  # FSDP already synchronises a sharded model's gradients
+        model, optimizer = accelerator.prepare(model, optimizer)
     device = accelerator.device
     all_targets = torch.as_tensor(targets, dtype=torch.float32)
     steps_per_epoch = math.ceil(len(data) / cfg.batch_size)
@@ -219,7 +220,9 @@ def _map_outputs(model: nn.Module, data: Batcher, read_out, batch_size: int) -> 
     device = next(model.parameters()).device
     batches = inference_batches(data.lengths(), len(data), batch_size)
     outputs = distributed.map_sharded(  # several processes: each runs its share of the batches
-        batches, lambda rows: read_out(model(**data.batch(rows, device))).float().cpu()
+        batches,
+        lambda rows: read_out(model(**data.batch(rows, device))).float().cpu(),
+        lockstep=distributed.is_sharded(model),
     )
     model.train(was_training)
     ordered = torch.cat(outputs)

@@ -20,6 +20,7 @@ from weaklift import distributed
 from weaklift.methods.generation import GenMethod, TokenTargets, token_shares
 from weaklift.methods.generation.base import ShareMode
 from weaklift.models.causal_lm import logits_at
+from weaklift.models.device import training_attention
 from weaklift.training.batches import epoch_batches
 
 
@@ -115,9 +116,10 @@ def _optimizer_step(
             if not len(rows):
                 continue
             chunk = [batch[i][m] for i in rows]
-            per_token = _token_losses(model, chunk, method, cfg.share, pad_id, progress)
-            loss = float(weights[m]) * per_token.sum() / max(counts[m], 1)
-            loss.backward()
+            with training_attention(model.device, model.dtype):
+                per_token = _token_losses(model, chunk, method, cfg.share, pad_id, progress)
+                loss = float(weights[m]) * per_token.sum() / max(counts[m], 1)
+                loss.backward()
             total += loss.item()
     distributed.sum_gradients(p for p in model.parameters() if p.requires_grad)
     optimizer.step()

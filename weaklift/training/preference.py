@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from weaklift import distributed
 from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
+from weaklift.models.device import training_attention
 from weaklift.models.lm import response_logprobs
 from weaklift.training.batches import chunks, epoch_batches
 
@@ -183,9 +184,10 @@ def _optimizer_step(
         scale = processes  # DDP averages over processes: each share sums its pairs
         if not len(micro):  # a share shorter than the others': run in step, count for nothing
             micro, scale = batch_rows[:1], 0.0
-        logps = policy.pair_logps(pairs, micro)
-        loss = scale * loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean
-        accelerator.backward(loss)
+        with training_attention(policy.model.device, policy.model.dtype):
+            logps = policy.pair_logps(pairs, micro)
+            loss = scale * loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean
+            accelerator.backward(loss)
         total += float(loss.detach()) / processes
         if scale:
             chosen, rejected = implicit_rewards(logps, loss_fn.beta)
