@@ -8,6 +8,9 @@ updates and optimizer states never round to bf16.
 
 from __future__ import annotations
 
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -15,20 +18,28 @@ import torch
 from weaklift.config import LoraConfig, ModelConfig
 
 
+@contextmanager
+def quiet_peft() -> Iterator[None]:
+    """Wrap peft's model builders: peft reads transformers' deprecated ``is_gradient_checkpointing``
+    alias, a warning about peft's code that nothing in weaklift can fix."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "`is_gradient_checkpointing`", FutureWarning)
+        yield
+
+
 def with_adapters(model: Any, lora: LoraConfig, task_type: str | None = None) -> Any:
     """``model`` with fresh LoRA adapters as ``lora`` says (the caller seeds)."""
     import peft
 
-    wrapped = peft.get_peft_model(
-        model,
-        peft.LoraConfig(
-            r=lora.r,
-            lora_alpha=lora.alpha,
-            lora_dropout=lora.dropout,
-            target_modules=lora.target_modules,
-            task_type=task_type,
-        ),
+    config = peft.LoraConfig(
+        r=lora.r,
+        lora_alpha=lora.alpha,
+        lora_dropout=lora.dropout,
+        target_modules=lora.target_modules,
+        task_type=task_type,
     )
+    with quiet_peft():
+        wrapped = peft.get_peft_model(model, config)
     for param in wrapped.parameters():
         if param.requires_grad and param.dtype != torch.float32:
             param.data = param.data.float()
@@ -39,7 +50,7 @@ def apply_checkpointing(model: Any, cfg: ModelConfig) -> None:
     """Recompute activations in the backward pass when ``cfg.gradient_checkpointing`` says so.
     Non-reentrant: frozen embeddings under LoRA need no input that requires grad."""
     if cfg.gradient_checkpointing:
-        model.gradient_checkpointing_enable({"use_reentrant": False})
+        model.activation_checkpointing_enable({"use_reentrant": False})
 
 
 def keep_input_dtype(wrapped: Any) -> None:
@@ -57,5 +68,5 @@ def remove_adapters(wrapped: Any) -> Any:
     in eval mode; a model without adapters is returned as it is (also switched to eval)."""
     base = wrapped.unload() if hasattr(wrapped, "unload") else wrapped
     if any(getattr(m, "gradient_checkpointing", False) for m in base.modules()):
-        base.gradient_checkpointing_disable()
+        base.activation_checkpointing_disable()
     return base.eval()

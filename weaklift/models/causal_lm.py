@@ -21,7 +21,7 @@ from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 from weaklift.alignment import check_offsets
 from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
-from weaklift.models.adapters import apply_checkpointing, with_adapters
+from weaklift.models.adapters import apply_checkpointing, quiet_peft, with_adapters
 from weaklift.models.device import compute_device, resolve_dtype
 from weaklift.models.loading import (
     _from_pretrained,
@@ -159,7 +159,8 @@ def load_trained(model: str, cfg: ModelConfig, folder: Path) -> LoadedLM:
     from peft import PeftModel
 
     loaded = load_causal_lm(model, cfg.dtype)
-    peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
+    with quiet_peft():
+        peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
     loaded.model = peft_model.merge_and_unload().eval()
     return loaded
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import logging
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,6 +20,16 @@ from weaklift.store import ArtifactStore
 from weaklift.tasks.base import ClassificationData, PreferenceData
 
 log = logging.getLogger("weaklift")
+
+
+def _free_memory() -> None:
+    """Collect the stage's model and hand the freed heap back to the OS: glibc keeps freed
+    blocks under 32 MB (a 0.5B model's weight matrices) for reuse, so without the trim a full
+    stage's gigabytes stay in the process for the rest of the run (measured: 3.5 GB after a
+    0.47B FSDP stage, 0.5 GB with it). Elsewhere than glibc the trim is skipped."""
+    gc.collect()
+    with suppress(OSError, AttributeError):
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
 
 
 @dataclass
@@ -71,7 +82,7 @@ class StageContext:
             yield loaded
         finally:
             del loaded
-            gc.collect()
+            _free_memory()
 
     def tokenizer(self, model: str) -> Any:
         """The model's tokenizer (as its backbone has it), without loading any weights."""

@@ -29,7 +29,7 @@ from weaklift.metrics import (
     pgr,
     pgr_bootstrap_ci,
 )
-from weaklift.models.adapters import apply_checkpointing, with_adapters
+from weaklift.models.adapters import apply_checkpointing, quiet_peft, with_adapters
 from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm
 from weaklift.models.device import dtype_name
 from weaklift.models.lm import PromptRule, encode_responses
@@ -188,7 +188,8 @@ def load_policy(base: LoadedLM, policy: Artifact, dtype: str = "auto") -> torch.
     if (policy.path / "adapter").is_dir():
         from peft import PeftModel
 
-        return PeftModel.from_pretrained(base.model, str(policy.path / "adapter"))
+        with quiet_peft():
+            return PeftModel.from_pretrained(base.model, str(policy.path / "adapter"))
     return load_causal_lm(str(policy.path / "model"), dtype, device=str(base.model.device)).model
 
 
