@@ -67,8 +67,12 @@ def write_pairs(path: Path, n: int = 64) -> Path:
 
 
 def build_models(scratch: Path) -> dict[str, str]:
+    from transformers.utils import logging as hf_logging
+
     from tests.tiny_lms import make_tiny_lm, word_tokenizer
     from tests.tiny_models import make_tiny_model
+
+    hf_logging.disable_progress_bar()  # one bar per tiny file written would bury the table
 
     words = POSITIVE + NEGATIVE + FILLER
     slurp = "wake me up at seven eight nine ten noon six today tomorrow monday friday alarm set"
