@@ -8,6 +8,8 @@ import math
 import numpy as np
 import pandas as pd
 import pytest
+import torch
+from safetensors.torch import load_file
 
 from tests.tiny_lms import bpe_tokenizer, make_tiny_lm, metaspace_tokenizer
 from tests.tiny_models import make_tiny_model
@@ -19,7 +21,7 @@ from weaklift.pipeline import run_experiment
 from weaklift.report import results_table
 from weaklift.splits import Splits
 from weaklift.stages import StageContext
-from weaklift.stages.generation import gen_evaluation_stage
+from weaklift.stages.generation import GEN_TRAIN_VERSION, gen_evaluation_stage
 from weaklift.store import ArtifactStore, save_json
 from weaklift.tasks.generation import GenerationData, slurp_example
 from weaklift.tracking import results_metrics
@@ -258,11 +260,18 @@ def test_slow_tokenizer_is_refused_before_any_work(workdir, tmp_path, monkeypatc
     assert not list((tmp_path / "artifacts").glob("*/*"))  # nothing written
 
 
-def test_full_finetuning_mode_runs(workdir, tmp_path):
-    overrides = _overrides(workdir, tmp_path, "strong.mode=full", "methods=[sft]")
+def test_full_finetuning_mode_runs_on_float32_master_weights(workdir, tmp_path):
+    extra = ("strong.mode=full", "strong.dtype=bfloat16", "methods=[sft]")
+    overrides = _overrides(workdir, tmp_path, *extra)
     overrides[2] = f"weak=[{{model: {workdir['weak']}, mode: full}}]"
-    results = run_experiment(load_config(None, overrides), ArtifactStore(tmp_path / "artifacts"))
+    store = ArtifactStore(tmp_path / "artifacts")
+    results = run_experiment(load_config(None, overrides), store)
     assert set(results["students"]) == {"sft"} and 0.0 <= results["ceiling"]["slu_f1"] <= 1.0
+    assert results["dtypes"]["strong"] == "bfloat16"
+    for stage in ("gen_ceiling", "gen_student"):  # trained in bf16 autocast, saved as float32
+        [trained] = store.artifacts(stage, GEN_TRAIN_VERSION, {})
+        weights = load_file(trained.path / "weights" / "model.safetensors")
+        assert {t.dtype for t in weights.values()} == {torch.float32}
 
 
 def test_a_sweep_over_a_generation_config_ends_with_a_report_and_collects_each_model(

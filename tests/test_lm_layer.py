@@ -1,5 +1,5 @@
 """The one LM layer: one prompt rule for SFT, decoding, candidates, judges and DPO; loading in the
-config's compute dtype (and its key); LoRA adapters in float32 on the one base (no copy); the DPO
+config's compute dtype (and its key), full finetuning on float32 master weights; LoRA adapters in float32 on the one base (no copy); the DPO
 loop's gradient clipping and linear-decay schedule."""
 
 from __future__ import annotations
@@ -16,12 +16,14 @@ from weaklift.alignment import WeakOutput
 from weaklift.config import ModelConfig, PreferenceConfig
 from weaklift.config_files import load_config
 from weaklift.methods.dpo import DPO, DPOOptions
+from weaklift.methods.generation import GEN_METHODS
 from weaklift.models.adapters import with_adapters
-from weaklift.models.causal_lm import LMSource, load_causal_lm
+from weaklift.models.causal_lm import LMSource, load_causal_lm, weights_dtype
 from weaklift.models.lm import PromptRule, encode_prompts, encode_responses, response_logprobs
 from weaklift.models.loading import weights_key
 from weaklift.stages.generation import to_sequences
 from weaklift.stages.preference_opt import Pairs, tokenize_pairs
+from weaklift.training.generation import GenLoopConfig, TargetSequence, train_generator
 from weaklift.training.preference import (
     PolicyWithReference,
     PreferenceLoopConfig,
@@ -47,6 +49,7 @@ WORDS = [
 ]
 PROMPTS = ["one two three", "four five six seven", "eight nine", "ten one two three four"]
 CHOSEN, REJECTED = [" yes"] * 4, [" no"] * 4
+BF16 = torch.bfloat16
 
 
 @pytest.fixture(scope="module")
@@ -120,6 +123,64 @@ def test_cache_keys_carry_the_resolved_dtype(folder):
     assert LMSource.from_model(str(folder), "float32").key == LMSource.from_model(str(folder)).key
     cfg = ModelConfig(model=str(folder), dtype="bfloat16")
     assert LMSource.from_config(cfg).key != LMSource.from_model(str(folder), "float32").key
+
+
+def _moved_share(model, start: dict[str, torch.Tensor]) -> float:
+    """The share of the decoder layers' linear weights that training changed."""
+    names = [
+        n for n, _ in model.named_parameters() if ".layers." in n and n.endswith("proj.weight")
+    ]
+    params = dict(model.named_parameters())
+    moved = sum(int((params[n] != start[n]).sum()) for n in names)
+    return moved / sum(start[n].numel() for n in names)
+
+
+def _train_full(folder, loop: str, weights: str):
+    """One AdamW step at lr 1e-6 of a full causal LM whose weights are in ``weights``, each
+    forward in bf16; returns the model, its starting weights and the dtypes its linears gave."""
+    lm = load_causal_lm(str(folder), weights, device="cpu")
+    lm.model.requires_grad_(True)
+    start = {n: p.detach().clone() for n, p in lm.model.named_parameters()}
+    seen: set[torch.dtype] = set()
+    linear = lm.model.model.layers[0].mlp.up_proj
+    linear.register_forward_hook(lambda mod, args, out: seen.add(out.dtype))
+    prompts, chosen = encode_responses(lm.tokenizer, PROMPTS, CHOSEN, PromptRule(16), 4)
+    if loop == "generation":
+        examples = [
+            [TargetSequence(p, c, list(range(len(c))), [0.0] * len(c))]
+            for p, c in zip(prompts, chosen, strict=True)
+        ]
+        cfg = GenLoopConfig(epochs=1, batch_size=len(examples), lr=1e-6)
+        train_generator(lm.model, examples, GEN_METHODS["sft"](), cfg, 0, compute_dtype=BF16)
+    else:
+        reference = load_causal_lm(str(folder), "bfloat16", device="cpu").model
+        policy = PolicyWithReference(lm.model, lm.tokenizer.pad_token_id, reference, BF16)
+        cfg = PreferenceLoopConfig(epochs=1, batch_size=len(PROMPTS), lr=1e-6)
+        train_preference(policy, _pairs(lm.tokenizer), DPO(DPOOptions(beta=0.5)), cfg)
+    return lm.model, start, seen
+
+
+@pytest.mark.parametrize("loop", ["generation", "preference"])
+def test_full_finetuning_keeps_float32_master_weights_so_small_updates_land(folder, loop):
+    """AdamW's first step moves a weight by ~lr: at 1e-6 that is below bf16's resolution for any
+    weight above ~3e-4, so bf16 weights would barely move; float32 master weights all do, while
+    the forward still multiplies in bf16 (autocast)."""
+    model, start, seen = _train_full(folder, loop, "float32")
+    assert {p.dtype for p in model.parameters()} == {torch.float32} and seen == {BF16}
+    assert _moved_share(model, start) > 0.9
+    bf16_model, bf16_start, _ = _train_full(folder, loop, "bfloat16")
+    assert _moved_share(bf16_model, bf16_start) < 0.1  # what weaklift did before
+
+
+def test_full_finetuning_loads_float32_weights_and_lora_the_compute_dtype(folder):
+    full = ModelConfig(model=str(folder), mode="full", dtype="bfloat16")
+    assert (
+        weights_dtype(full) == "float32"
+        and weights_dtype(full.model_copy(update={"mode": "lora"})) is None
+    )
+    source = LMSource.from_config(full)
+    assert next(source.load().model.parameters()).dtype == BF16  # decoding, scoring, the reference
+    assert next(source.load("float32").model.parameters()).dtype == torch.float32
 
 
 # --- the DPO loop ---------------------------------------------------------------------------------

@@ -26,6 +26,7 @@ from weaklift.report import pairs_table
 from weaklift.stages import splits_stage
 from weaklift.stages.context import StageContext
 from weaklift.stages.preference_opt import (
+    PREFERENCE_TRAIN_VERSION,
     LMSource,
     Pairs,
     file_pairs,
@@ -171,6 +172,19 @@ def test_preference_optimisation_from_a_pairs_file_end_to_end_and_cached(
     again = ArtifactStore(tmp_path / "artifacts")
     assert run_experiment(cfg, again).data["policies"] == results["policies"]
     assert sum(again.executions.values()) == 0  # nothing retrained, nothing rescored
+
+
+def test_the_policy_loads_in_the_dtype_its_config_names(lm_folder, tmp_path):
+    """The pairs recipe used to load the policy in ``auto`` whatever strong.dtype said, while
+    results.json reported the configured dtype."""
+    extra = ["strong.dtype=bfloat16", "preference.train.epochs=1"]
+    cfg = load_config(None, _overrides(lm_folder, tmp_path, "lora", "[dpo]") + extra)
+    store = ArtifactStore(tmp_path / "artifacts")
+    assert run_experiment(cfg, store).data["dtypes"]["strong"] == "bfloat16"
+    [policy] = store.artifacts("preference_policy", PREFERENCE_TRAIN_VERSION, {})
+    trained_from = json.loads((policy.path / "manifest.json").read_text())["params"]["model"]
+    assert trained_from == LMSource.from_config(cfg.strong).key
+    assert trained_from != LMSource.from_model(str(lm_folder)).key  # auto: float32 in tests
 
 
 def test_a_trained_policy_as_a_source_carries_its_adapter_merged(lm_folder, tmp_path):

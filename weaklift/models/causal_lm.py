@@ -104,13 +104,19 @@ class LMSource:
     adapter merged."""
 
     key: str
-    load: Callable[[], LoadedLM]
+    loader: Callable[[str | None], LoadedLM]  # the dtype to load in; None: its compute dtype
     name: str
+
+    def load(self, dtype: str | None = None) -> LoadedLM:
+        """The model in its compute dtype, or in ``dtype`` (float32 master weights to finetune)."""
+        return self.loader(dtype)
 
     @classmethod
     def from_model(cls, model: str, dtype: str = "auto") -> LMSource:
         key = stable_hash(weights_key(model, dtype))
-        return cls(key=key, load=lambda: load_causal_lm(model, dtype), name=model)
+        return cls(
+            key=key, loader=lambda wanted: load_causal_lm(model, wanted or dtype), name=model
+        )
 
     @classmethod
     def from_config(cls, model_cfg: ModelConfig) -> LMSource:
@@ -135,6 +141,14 @@ def _require_complete_head(net: Any, source: str, model: str) -> None:
         )
 
 
+def weights_dtype(cfg: ModelConfig) -> str | None:
+    """The dtype to load a causal LM in for training it: full finetuning keeps float32 master
+    weights (AdamW on bf16 weights loses every update below bf16's resolution: at lr 5e-5 a
+    weight of size 0.02 never moves) and multiplies in the compute dtype under autocast
+    (``mixed_precision``); LoRA trains float32 adapters on the base in its compute dtype (None)."""
+    return "float32" if cfg.mode == "full" else None
+
+
 def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
     """Wrap the model in fresh LoRA adapters (seeded, float32 whatever the base's dtype), or make
     every weight trainable (full)."""
@@ -151,14 +165,15 @@ def save_trained(loaded: LoadedLM, folder: Path) -> None:
     loaded.model.save_pretrained(folder / "weights")
 
 
-def load_trained(model: str, cfg: ModelConfig, folder: Path) -> LoadedLM:
+def load_trained(model: str, cfg: ModelConfig, folder: Path, dtype: str | None = None) -> LoadedLM:
     """The base model with a saved adapter merged in (fast decoding), or the saved full model,
-    in the config's compute dtype."""
+    in the config's compute dtype (or ``dtype``)."""
+    dtype = dtype or cfg.dtype
     if cfg.mode == "full":
-        return load_causal_lm(model, cfg.dtype, weights=folder / "weights")
+        return load_causal_lm(model, dtype, weights=folder / "weights")
     from peft import PeftModel
 
-    loaded = load_causal_lm(model, cfg.dtype)
+    loaded = load_causal_lm(model, dtype)
     with quiet_peft():
         peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
     loaded.model = peft_model.merge_and_unload().eval()

@@ -19,7 +19,7 @@ from weaklift.models.adapters import (
     remove_adapters,
     with_adapters,
 )
-from weaklift.models.device import resolve_dtype, training_attention
+from weaklift.models.device import mixed_precision, resolve_dtype
 from weaklift.models.features import resolve_layers
 from weaklift.models.pooling import pool, resolve_pooling
 
@@ -93,14 +93,7 @@ class BackboneClassifier(nn.Module):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         # The backbone runs in the compute dtype (autocast: float32 master weights of full
         # finetuning multiply in bf16 too); the head and everything after it in float32.
-        with (
-            torch.autocast(
-                input_ids.device.type,
-                dtype=self.compute_dtype,
-                enabled=self.compute_dtype != torch.float32,
-            ),
-            training_attention(input_ids.device, self.compute_dtype),
-        ):
+        with mixed_precision(input_ids.device, self.compute_dtype):
             pooled = self._pooled(input_ids, attention_mask)
         return self.head(pooled.float())  # (B, K)
 

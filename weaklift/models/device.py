@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import functools
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -107,3 +108,15 @@ def training_attention(
     from torch.nn.attention import SDPBackend, sdpa_kernel
 
     return sdpa_kernel(SDPBackend.MATH)
+
+
+@contextlib.contextmanager
+def mixed_precision(device: torch.device, dtype: torch.dtype) -> Iterator[None]:
+    """A forward in the compute dtype ``dtype``: autocast (float32 master weights and adapters
+    multiply in bf16; a no-op in float32) and ``training_attention``'s kernel. Run the backward
+    outside it."""
+    with (
+        torch.autocast(device.type, dtype=dtype, enabled=dtype != torch.float32),
+        training_attention(device, dtype),
+    ):
+        yield

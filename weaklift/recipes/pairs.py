@@ -53,7 +53,7 @@ def run(cfg: ExperimentConfig, store: Store, data: PairsData) -> Results:
     splits_stage(ctx)  # the pairs of weak_train and val are not used
     train_pairs, test_pairs = file_pairs(ctx, "transfer"), file_pairs(ctx, "test")
     losses = (cfg.preference or PreferenceConfig()).losses
-    start = LMSource.from_model(cfg.strong.model)
+    start = LMSource.from_config(cfg.strong)
     policies = {
         spec.label: preference_train_stage(ctx, start, cfg.strong, train_pairs, spec)
         for spec in losses
@@ -62,7 +62,7 @@ def run(cfg: ExperimentConfig, store: Store, data: PairsData) -> Results:
     if (cfg.preference or PreferenceConfig()).weak_judges:
         # Weak-to-strong: the policy's own candidates for the transfer prompts, judged by the weak
         # members (never the file's replies), become the student's pairs; GT pairs give the ceiling.
-        judges = {m.label: LMSource.from_model(m.model) for m in cfg.weak_members}
+        judges = {m.label: LMSource.from_config(m) for m in cfg.weak_members}
         judged, weak_pairs = judged_pairs(ctx, start, judges, train_pairs.prompts, train_pairs.key)
         ceiling_of = {}
         for spec in losses:

@@ -35,7 +35,9 @@ from weaklift.models.causal_lm import (
     load_causal_lm,
     load_trained,
     save_trained,
+    weights_dtype,
 )
+from weaklift.models.device import resolve_dtype
 from weaklift.models.lm import Decoding, PromptRule, encode_prompts, generate, token_logprobs
 from weaklift.models.loading import weights_key
 from weaklift.stages.context import StageContext
@@ -45,7 +47,7 @@ from weaklift.training.generation import GenLoopConfig, TargetSequence, train_ge
 
 log = logging.getLogger("weaklift")
 
-GEN_TRAIN_VERSION = 2  # 2: one prompt rule (PromptRule), compute dtype, method versions
+GEN_TRAIN_VERSION = 3  # 2: PromptRule, compute dtype, method versions; 3: float32 master weights
 GENERATIONS_VERSION = 2  # 2: weak_output never scores an EOS that was not written; PromptRule
 RESCORE_VERSION = 2  # 2: the shared left-padded scorer and PromptRule
 GEN_EVAL_VERSION = 2  # 2: best member chosen on weak_holdout, never on test
@@ -105,7 +107,9 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
     def compute(out: Path) -> dict:
         start = time.perf_counter()
         loop = gen_loop_config(ctx, req.model_cfg)
-        loaded = load_causal_lm(req.model_cfg.model, req.model_cfg.dtype)
+        loaded = load_causal_lm(
+            req.model_cfg.model, weights_dtype(req.model_cfg) or req.model_cfg.dtype
+        )
         add_lora(loaded, req.model_cfg, loop.seed)
         method = build_gen_method(req.method) if req.method else Sft()
         name = req.method.label if req.method else "ground truth"
@@ -127,6 +131,7 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
             loop,
             loaded.tokenizer.pad_token_id,
             desc=f"{req.stage} {req.method.label if req.method else req.model_cfg.label}",
+            compute_dtype=resolve_dtype(req.model_cfg.dtype, loaded.device),
         )
         save_trained(loaded, out)
         return {
@@ -166,7 +171,7 @@ def trained_source(model_cfg: ModelConfig, trained: Artifact) -> LMSource:
     or start preference optimisation from it)."""
     return LMSource(
         key=trained.key,
-        load=lambda: load_trained(model_cfg.model, model_cfg, trained.path),
+        loader=lambda dtype: load_trained(model_cfg.model, model_cfg, trained.path, dtype),
         name=model_cfg.label,
     )
 

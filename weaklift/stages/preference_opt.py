@@ -30,8 +30,8 @@ from weaklift.metrics import (
     pgr_bootstrap_ci,
 )
 from weaklift.models.adapters import apply_checkpointing, quiet_peft, with_adapters
-from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm
-from weaklift.models.device import dtype_name
+from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm, weights_dtype
+from weaklift.models.device import dtype_name, resolve_dtype
 from weaklift.models.lm import PromptRule, encode_responses
 from weaklift.stages.context import StageContext
 from weaklift.stages.training import model_seed
@@ -46,7 +46,7 @@ from weaklift.training.preference import (
 
 log = logging.getLogger("weaklift")
 
-PREFERENCE_TRAIN_VERSION = 2  # 2: PromptRule; gradient clipping and a linear-decay schedule
+PREFERENCE_TRAIN_VERSION = 3  # 2: PromptRule, clipping, linear decay; 3: float32 master weights
 PREFERENCE_EVAL_VERSION = 2  # 2: PromptRule
 
 
@@ -125,7 +125,7 @@ def preference_train_stage(
 
     def compute(out: Path) -> dict:
         started = time.perf_counter()
-        lm = start.load()
+        lm = start.load(weights_dtype(policy_cfg))
         torch.manual_seed(params["seed"])
         lora = policy_cfg.mode == "lora"
         apply_checkpointing(lm.model, policy_cfg)
@@ -141,7 +141,8 @@ def preference_train_stage(
             spec.label,
             len(pairs),
         )
-        policy = PolicyWithReference(model, lm.tokenizer.pad_token_id, reference)
+        compute = resolve_dtype(policy_cfg.dtype, lm.device)
+        policy = PolicyWithReference(model, lm.tokenizer.pad_token_id, reference, compute)
         loop = PreferenceLoopConfig(
             epochs=pref.train.epochs,
             batch_size=pref.train.batch_size,
@@ -215,14 +216,14 @@ def policy_source(start: LMSource, policy: Artifact, name: str | None = None) ->
     ``name`` is what logs and progress bars call it (default: the start and the policy's key)."""
     name = name or f"{start.name} after {policy.key}"
 
-    def load() -> LoadedLM:
-        base = start.load()
+    def load(dtype: str | None) -> LoadedLM:
+        base = start.load(dtype)
         model = load_policy(base, policy, _dtype_of(base))
         if hasattr(model, "merge_and_unload"):
             model = model.merge_and_unload()
         return LoadedLM(tokenizer=base.tokenizer, model=model.eval(), name=name)
 
-    return LMSource(key=policy.key, load=load, name=name)
+    return LMSource(key=policy.key, loader=load, name=name)
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from weaklift import distributed
 from weaklift.methods.generation import GenMethod, TokenTargets, token_shares
 from weaklift.methods.generation.base import ShareMode
 from weaklift.models.causal_lm import logits_at
-from weaklift.models.device import training_attention
+from weaklift.models.device import mixed_precision
 from weaklift.training.batches import epoch_batches
 
 
@@ -60,8 +60,10 @@ def train_generator(
     cfg: GenLoopConfig,
     pad_id: int,
     desc: str = "train",
+    compute_dtype: torch.dtype = torch.float32,
 ) -> GenHistory:
-    """Train in place (LoRA adapters or all weights, whichever require grad)."""
+    """Train in place (LoRA adapters or all weights, whichever require grad), each forward in
+    ``compute_dtype`` (``mixed_precision``: float32 master weights multiply in bf16)."""
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
@@ -76,8 +78,9 @@ def train_generator(
         epoch_loss, epoch_tokens = 0.0, 0
         for rows in epoch_batches(len(examples), cfg.batch_size, generator, lengths):
             progress = step / total_steps
+            batch = [examples[i] for i in rows]
             loss, tokens = _optimizer_step(
-                model, optimizer, [examples[i] for i in rows], method, cfg, micro, pad_id, progress
+                model, optimizer, batch, method, cfg, micro, pad_id, progress, compute_dtype
             )
             epoch_loss, epoch_tokens = epoch_loss + loss * tokens, epoch_tokens + tokens
             step += 1
@@ -101,7 +104,15 @@ def _lengths(examples: list[list[TargetSequence]]) -> np.ndarray:
 
 
 def _optimizer_step(
-    model, optimizer, batch: list[list[TargetSequence]], method, cfg, micro, pad_id, progress
+    model,
+    optimizer,
+    batch: list[list[TargetSequence]],
+    method,
+    cfg,
+    micro,
+    pad_id,
+    progress,
+    compute_dtype: torch.dtype = torch.float32,
 ) -> tuple[float, int]:
     """One optimizer step over ``batch``; returns (mean loss per token, tokens). Under several
     processes each runs its share of the prompts and the gradients are summed over processes
@@ -116,10 +127,10 @@ def _optimizer_step(
             if not len(rows):
                 continue
             chunk = [batch[i][m] for i in rows]
-            with training_attention(model.device, model.dtype):
+            with mixed_precision(model.device, compute_dtype):
                 per_token = _token_losses(model, chunk, method, cfg.share, pad_id, progress)
                 loss = float(weights[m]) * per_token.sum() / max(counts[m], 1)
-                loss.backward()
+            loss.backward()
             total += loss.item()
     distributed.sum_gradients(p for p in model.parameters() if p.requires_grad)
     optimizer.step()

@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from weaklift import distributed
 from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
-from weaklift.models.device import training_attention
+from weaklift.models.device import mixed_precision
 from weaklift.models.lm import response_logprobs
 from weaklift.training.batches import chunks, epoch_batches
 
@@ -75,11 +75,17 @@ class PolicyWithReference:
     """The causal LM being optimised and its frozen starting point (the reference model)."""
 
     def __init__(
-        self, model: torch.nn.Module, pad_id: int, reference: torch.nn.Module | None = None
+        self,
+        model: torch.nn.Module,
+        pad_id: int,
+        reference: torch.nn.Module | None = None,
+        compute_dtype: torch.dtype = torch.float32,
     ):
         """``reference`` defaults, for a LoRA policy, to the same network with its adapters off;
-        a full policy needs one (the start loaded again): nothing here copies a model."""
-        self.model, self.pad_id = model, pad_id
+        a full policy needs one (the start loaded again): nothing here copies a model. Forwards
+        run in ``compute_dtype`` (``mixed_precision``: a full policy's float32 master weights
+        multiply in bf16)."""
+        self.model, self.pad_id, self.compute_dtype = model, pad_id, compute_dtype
         self.forward_model = model  # accelerate may wrap it for the policy's forward
         self.is_lora = hasattr(model, "disable_adapter") and reference is None
         if reference is None and not self.is_lora:
@@ -109,8 +115,9 @@ class PolicyWithReference:
         """Policy and reference log-probs of the pairs ``rows``: one forward each over 2b rows."""
         prompts = [pairs.prompt_ids[i] for i in rows]
         responses = [pairs.chosen_ids[i] for i in rows] + [pairs.rejected_ids[i] for i in rows]
-        policy, tokens = self.logprobs(prompts + prompts, responses)  # (2b,) chosen, then rejected
-        reference, _ = self.reference_logprobs(prompts + prompts, responses)
+        with mixed_precision(next(self.model.parameters()).device, self.compute_dtype):
+            policy, tokens = self.logprobs(prompts + prompts, responses)  # (2b,) chosen, rejected
+            reference, _ = self.reference_logprobs(prompts + prompts, responses)
         b = len(rows)
         return PairLogps(
             policy_chosen=policy[:b],
@@ -184,10 +191,9 @@ def _optimizer_step(
         scale = processes  # DDP averages over processes: each share sums its pairs
         if not len(micro):  # a share shorter than the others': run in step, count for nothing
             micro, scale = batch_rows[:1], 0.0
-        with training_attention(policy.model.device, policy.model.dtype):
-            logps = policy.pair_logps(pairs, micro)
-            loss = scale * loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean
-            accelerator.backward(loss)
+        logps = policy.pair_logps(pairs, micro)
+        loss = scale * loss_fn(logps).sum() / len(batch_rows)  # sums to the batch mean
+        accelerator.backward(loss)
         total += float(loss.detach()) / processes
         if scale:
             chosen, rejected = implicit_rewards(logps, loss_fn.beta)
