@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
 from tests.tiny_models import make_tiny_model
@@ -35,6 +36,30 @@ def test_genft_lowers_held_out_lm_loss_and_saves_a_loadable_model(tmp_path, mode
     ]
     assert changed  # the saved folder holds the finetuned weights, LoRA merged in
     assert not any("lora" in n for n in tuned_params)
+
+
+@pytest.mark.parametrize(("mode", "saved"), [("full", torch.float32), ("lora", torch.bfloat16)])
+def test_genft_runs_in_the_configs_compute_dtype(tmp_path, mode, saved):
+    """It used to load in the checkpoint's own dtype whatever ``dtype`` said, so a bf16 checkpoint
+    was fully finetuned on bf16 weights (most AdamW updates round away). Now full finetuning keeps
+    float32 master weights and LoRA the base in the compute dtype; every forward runs in bf16."""
+    folder = make_tiny_model(tmp_path / "tiny", arch="llama", texts=TEXTS)
+    cfg = GenftConfig(enabled=True, mode=mode, epochs=3, lr=3e-3, batch_size=8, max_texts=120)
+    seen: set[torch.dtype] = set()
+    original = torch.nn.Linear.forward
+
+    def recording(self, x):
+        out = original(self, x)
+        seen.add(out.dtype)
+        return out
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(torch.nn.Linear, "forward", recording)
+        meta = generative_finetune(str(folder), TEXTS, cfg, tmp_path / "out", 0, "bfloat16")
+    assert meta["lm_loss_after"] < meta["lm_loss_before"] - 0.1
+    assert seen == {torch.bfloat16}
+    weights = load_file(tmp_path / "out" / "model" / "model.safetensors")
+    assert {t.dtype for t in weights.values()} == {saved}
 
 
 def test_genft_refuses_encoders(tmp_path):

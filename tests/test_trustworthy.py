@@ -192,7 +192,7 @@ def test_genft_leaves_test_inputs_out_by_default(workdir, tmp_path, monkeypatch)
     """Regression: generative finetuning read every split's inputs, test included."""
     seen = {}
 
-    def fake_finetune(model, texts, genft, out, seed):
+    def fake_finetune(model, texts, genft, out, seed, dtype):
         seen["texts"] = list(texts)
         raise RuntimeError("stop after capturing the texts")
 

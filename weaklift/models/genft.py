@@ -18,17 +18,24 @@ from transformers import AutoModelForCausalLM
 from weaklift.config import GenftConfig
 from weaklift.errors import WeakliftError
 from weaklift.models.adapters import with_adapters
+from weaklift.models.device import compute_device, mixed_precision, resolve_dtype
 from weaklift.models.features import collate
 from weaklift.models.loading import is_decoder_config, resolve_source
 
 
-def lm_loss(model, batches: list[tuple[torch.Tensor, torch.Tensor]]) -> float:
-    """Mean next-token loss over the given batches (pad positions ignored)."""
+def lm_loss(
+    model, batches: list[tuple[torch.Tensor, torch.Tensor]], compute: torch.dtype = torch.float32
+) -> float:
+    """Mean next-token loss over the given batches (pad positions ignored), forwards in
+    ``compute``."""
     model.eval()
     total, count = 0.0, 0
     with torch.no_grad():
         for input_ids, mask in batches:
-            out = model(input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask))
+            with mixed_precision(input_ids.device, compute):
+                out = model(
+                    input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)
+                )
             tokens = int(mask[:, 1:].sum())
             total, count = total + float(out.loss) * tokens, count + tokens
     return total / max(count, 1)
@@ -51,9 +58,13 @@ def _batches(
 
 
 def generative_finetune(
-    model_name: str, texts: list[str], cfg: GenftConfig, out: Path, seed: int
+    model_name: str, texts: list[str], cfg: GenftConfig, out: Path, seed: int, dtype: str = "auto"
 ) -> dict:
-    """Finetune ``model_name`` with the causal-LM loss on ``texts``; save model + tokenizer in ``out``."""
+    """Finetune ``model_name`` with the causal-LM loss on ``texts``; save model + tokenizer in ``out``.
+
+    Forwards run in the model config's compute dtype ``dtype``; full finetuning keeps float32
+    master weights (bf16 weights would round most AdamW updates away), LoRA trains float32
+    adapters on the base loaded in the compute dtype, merged into it when done."""
     from transformers import AutoConfig, AutoTokenizer
 
     source = resolve_source(model_name)
@@ -66,8 +77,10 @@ def generative_finetune(
     tokenizer = AutoTokenizer.from_pretrained(source)
     if tokenizer.pad_token_id is None:
         tokenizer.pad_token = tokenizer.eos_token
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    model = AutoModelForCausalLM.from_pretrained(source).to(device)
+    device = compute_device()
+    compute = resolve_dtype(dtype, device)
+    weights = torch.float32 if cfg.mode == "full" else compute
+    model = AutoModelForCausalLM.from_pretrained(source, dtype=weights).to(device)
     if cfg.mode == "lora":
         model = with_adapters(model, cfg.lora, task_type="CAUSAL_LM")
     rng = np.random.default_rng(seed)
@@ -75,18 +88,19 @@ def generative_finetune(
     held_out = max(1, len(texts) // 10)  # measure the LM loss on texts it does not train on
     train = _batches(tokenizer, texts[held_out:], cfg.max_length, cfg.batch_size, device)
     evaluation = _batches(tokenizer, texts[:held_out], cfg.max_length, cfg.batch_size, device)
-    before = lm_loss(model, evaluation)
+    before = lm_loss(model, evaluation, compute)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     model.train()
     for _ in range(cfg.epochs):
         for input_ids, mask in tqdm(train, desc=f"genft {model_name}", leave=False):
-            loss = model(
-                input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)
-            ).loss
+            with mixed_precision(device, compute):
+                loss = model(
+                    input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)
+                ).loss
             loss.backward()
             optimizer.step()
             optimizer.zero_grad()
-    after = lm_loss(model, evaluation)
+    after = lm_loss(model, evaluation, compute)
     if cfg.mode == "lora":
         model = model.merge_and_unload()  # a plain model: later stages need no peft wrapper
     model.save_pretrained(out / "model")

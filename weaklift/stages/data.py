@@ -11,7 +11,7 @@ from weaklift.config import ModelConfig
 from weaklift.errors import WeakliftError
 from weaklift.models.features import compact, extract_features, resolve_layers
 from weaklift.models.genft import generative_finetune
-from weaklift.models.loading import model_fingerprint, weights_key
+from weaklift.models.loading import weights_key
 from weaklift.splits import SPLIT_NAMES, Splits, make_splits
 from weaklift.stages.context import StageContext
 from weaklift.store import Artifact, file_sha256, save_arrays, stable_hash
@@ -20,7 +20,7 @@ log = logging.getLogger("weaklift")
 
 SPLITS_VERSION = 2  # 2: weak_holdout carved from weak_train
 FEATURES_VERSION = 3
-GENFT_VERSION = 2  # 2: exclude_test
+GENFT_VERSION = 3  # 2: exclude_test; 3: the config's compute dtype, float32 master weights
 
 
 # --- splits ---------------------------------------------------------------------------------------
@@ -71,7 +71,7 @@ def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
         texts += [t for split in splits for t in (ctx.texts_b(split) or [])]
         source = {"splits": ctx.splits_key}
     params = {
-        "model": model_fingerprint(model_cfg.model),
+        **weights_key(model_cfg.model, model_cfg.dtype),
         "genft": genft.model_dump(),
         "seed": ctx.cfg.seed,
     }
@@ -83,7 +83,9 @@ def genft_stage(ctx: StageContext, model_cfg: ModelConfig) -> ModelConfig:
             genft.mode,
             min(len(texts), genft.max_texts),
         )
-        return generative_finetune(model_cfg.model, texts, genft, out, ctx.cfg.seed)
+        return generative_finetune(
+            model_cfg.model, texts, genft, out, ctx.cfg.seed, dtype=model_cfg.dtype
+        )
 
     artifact = ctx.store.get_or_compute("genft", GENFT_VERSION, params, source, compute)
     log.info(
