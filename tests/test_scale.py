@@ -32,13 +32,18 @@ _context = test_layers._context
 # --- dtype resolution ----------------------------------------------------------------------------
 
 
-def test_auto_is_bfloat16_exactly_where_the_cpu_has_bf16_matmul_units(monkeypatch):
+def test_auto_is_bfloat16_exactly_where_the_cpu_has_bf16_matmul_units(monkeypatch, caplog):
     monkeypatch.delenv(AUTO_DTYPE_ENV)
+    device._warn_slow_bf16.cache_clear()
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "amx_bf16"}))
-    assert resolve_dtype("auto", CPU) == torch.bfloat16
+    assert resolve_dtype("auto", CPU) == resolve_dtype("bfloat16", CPU) == torch.bfloat16
+    assert "slower" not in caplog.text
     monkeypatch.setattr(device, "cpu_flags", lambda: frozenset({"avx2", "avx512f"}))
     assert resolve_dtype("auto", CPU) == torch.float32
-    assert resolve_dtype("bfloat16", CPU) == torch.bfloat16  # named: honoured, just slower
+    assert resolve_dtype("bfloat16", CPU) == torch.bfloat16  # named: honoured, but slow...
+    assert resolve_dtype("bfloat16", CPU) == torch.bfloat16
+    warned = [r for r in caplog.records if "100x slower than in float32" in r.getMessage()]
+    assert len(warned) == 1  # ...and said so, once
 
 
 def test_a_dtype_the_device_cannot_run_is_a_clear_error(monkeypatch):
