@@ -6,8 +6,8 @@ init, local word-level tokenizers) and its data in a scratch folder, nothing is 
 
 Matrix (each a ``python -m weaklift run``, every model in bfloat16):
 - classification, strong probe / lora / full, methods xent, logconf, bayes;
-- generation (slot filling, a SLURP-format file), method soft;
-- preference optimisation from a pairs file, loss dpo (lora).
+- generation (slot filling, a SLURP-format file), method soft (lora), and sft with a full student;
+- preference optimisation from a pairs file, loss dpo, lora and full (float32 master weights).
 """
 
 from __future__ import annotations
@@ -114,7 +114,9 @@ def matrix(models: dict[str, str], scratch: Path) -> dict[str, list[str]]:
     runs = {f"classification {mode}": [*classification, f"strong.mode={mode}"]
             for mode in ("probe", "lora", "full")}  # fmt: skip
     runs["generation soft"] = generation
+    runs["generation full"] = [*generation, "strong.mode=full", "methods=[sft]"]
     runs["preference dpo"] = pairs
+    runs["preference dpo full"] = [*pairs, "strong.mode=full", "preference.train.lr=1e-3"]
     return runs
 
 
