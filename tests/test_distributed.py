@@ -68,11 +68,14 @@ def _accuracies(results: dict) -> dict[str, float]:
     return found
 
 
-@pytest.mark.parametrize("mode", ["probe", "lora", "full", "fsdp"])
+@pytest.mark.parametrize("mode", ["probe", "lora", "full", "fsdp", "genft"])
 def test_two_processes_give_the_one_process_results(workdir, tmp_path, mode):
     extra = [f"strong.mode={mode}", "methods=[xent,logconf]", "strong.dtype=float32"]
     if mode == "fsdp":  # full finetuning, each process holding half of the weights
         extra[0:1] = ["strong.mode=full", "strong.fsdp=true"]
+    if mode == "genft":  # generative finetuning (full), each process on half of each batch
+        extra[0:1] = ["strong.mode=probe", "strong.genft.enabled=true", "strong.genft.mode=full"]
+        extra += ["strong.genft.max_texts=60", "strong.genft.lr=3e-3", "strong.genft.epochs=2"]
     one, one_log = _launch(tmp_path / "one", _overrides(workdir, tmp_path / "one", *extra), 1)
     two, two_log = _launch(tmp_path / "two", _overrides(workdir, tmp_path / "two", *extra), 2)
     sharded = [line for line in two_log if line.startswith("[weaklift] sharded over 2 processes")]
@@ -81,6 +84,7 @@ def test_two_processes_give_the_one_process_results(workdir, tmp_path, mode):
     else:
         assert not sharded
     two_log = [line for line in two_log if line not in sharded]
+    one_log = [line.replace(str(tmp_path / "one"), str(tmp_path / "two")) for line in one_log]
     assert two_log == ["[weaklift] process 0 of 2 joined (gloo)", *one_log]  # said once
     assert one["num_test"] == two["num_test"]
     for name, accuracy in _accuracies(one).items():
@@ -88,9 +92,24 @@ def test_two_processes_give_the_one_process_results(workdir, tmp_path, mode):
     _same_numbers(one, two)  # in fact: the same numbers, to float rounding
     store = tmp_path / "two" / "artifacts"
     assert not list(store.glob("*/.tmp-*")), "a temporary left in the store"
-    # one copy of every stage, written once: as many artifacts as the one-process store
-    keys = {p.parent.name for p in (tmp_path / "one" / "artifacts").glob("*/*/manifest.json")}
-    assert keys == {p.parent.name for p in store.glob("*/*/manifest.json")}
+    # one copy of every stage, written once: as many artifacts as the one-process store (after
+    # genft, the same stages: their keys name the finetuned folder, which is in each store)
+    assert _artifacts(tmp_path / "one" / "artifacts", mode) == _artifacts(store, mode)
+    if mode == "genft":  # the sharded steps are the one-process steps: the same LM losses
+        losses = [_genft_losses(tmp_path / run / "artifacts") for run in ("one", "two")]
+        assert losses[0][1] < losses[0][0] - 0.1  # it learnt
+        assert losses[1] == pytest.approx(losses[0], abs=1e-4)
+
+
+def _artifacts(store: Path, mode: str) -> list[str]:
+    folders = [p.parent for p in store.glob("*/*/manifest.json")]
+    return sorted(f.parent.name if mode == "genft" else f.name for f in folders)
+
+
+def _genft_losses(store: Path) -> tuple[float, float]:
+    (manifest,) = store.glob("genft/*/manifest.json")
+    meta = json.loads(manifest.read_text())["meta"]
+    return meta["lm_loss_before"], meta["lm_loss_after"]
 
 
 def test_map_sharded_in_one_process_is_a_plain_map():

@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
+from transformers import AutoModelForCausalLM, AutoTokenizer
 
 from tests.test_pipeline import _overrides, workdir  # noqa: F401  (shared tiny models and data)
 from tests.tiny_models import make_tiny_model
+from weaklift import distributed
 from weaklift.config import GenftConfig
 from weaklift.config_files import load_config
 from weaklift.errors import WeakliftError
-from weaklift.models.genft import generative_finetune
+from weaklift.models.genft import _step, _token_ids, generative_finetune
 from weaklift.models.loading import load_backbone
 from weaklift.pipeline import run_experiment
 from weaklift.store import ArtifactStore
@@ -60,6 +63,42 @@ def test_genft_runs_in_the_configs_compute_dtype(tmp_path, mode, saved):
     assert seen == {torch.bfloat16}
     weights = load_file(tmp_path / "out" / "model" / "model.safetensors")
     assert {t.dtype for t in weights.values()} == {saved}
+
+
+class _RecordingOptimizer:
+    """Keeps the gradients a step would apply (the step itself changes nothing)."""
+
+    def __init__(self, params):
+        self.params, self.seen = list(params), []
+
+    def step(self):
+        self.seen.append([p.grad.clone() for p in self.params])
+
+    def zero_grad(self):
+        for p in self.params:
+            p.grad = None
+
+
+def test_a_step_shared_by_two_processes_sums_to_the_one_process_gradient(tmp_path, monkeypatch):
+    """Each process's share of the batch has its own token count: weighting each share's mean
+    loss by its share of the tokens makes the summed gradients the whole batch's."""
+    folder = make_tiny_model(tmp_path / "tiny", arch="llama", texts=TEXTS)
+    model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32)
+    texts = ["the film was good", "the plot was poor and the film was dull", "great film", "bad"]
+    batch = _token_ids(AutoTokenizer.from_pretrained(folder), texts, 32)
+    assert len({len(ids) for ids in batch}) == 4  # shares of different token counts
+
+    def gradients(shares: list[list[int]]) -> list[torch.Tensor]:
+        optimizer = _RecordingOptimizer(model.parameters())
+        for share in shares:
+            monkeypatch.setattr(
+                distributed, "local_micro_batches", lambda r, m, s=share: [np.array(s)]
+            )
+            _step(model, optimizer, batch, 0, torch.device("cpu"), torch.float32)
+        return [sum(grads) for grads in zip(*optimizer.seen, strict=True)]
+
+    for whole, summed in zip(gradients([[0, 1, 2, 3]]), gradients([[0, 2], [1, 3]]), strict=True):
+        torch.testing.assert_close(summed, whole, atol=1e-6, rtol=1e-5)
 
 
 def test_genft_refuses_encoders(tmp_path):

@@ -15,6 +15,7 @@ import torch
 from tqdm.auto import tqdm
 from transformers import AutoModelForCausalLM
 
+from weaklift import distributed
 from weaklift.config import GenftConfig
 from weaklift.errors import WeakliftError
 from weaklift.models.adapters import with_adapters
@@ -45,11 +46,16 @@ def _labels(input_ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return input_ids.masked_fill(mask == 0, -100)  # (B, T); -100 = ignored by the LM loss
 
 
+def _token_ids(tokenizer, texts: list[str], max_length: int) -> list[list[int]]:
+    """Each text's ids (truncated); a text of one token predicts nothing and is dropped."""
+    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
+    return [seq for seq in ids if len(seq) > 1]
+
+
 def _batches(
     tokenizer, texts: list[str], max_length: int, batch_size: int, device
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
-    ids = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    ids = [seq for seq in ids if len(seq) > 1]
+    ids = _token_ids(tokenizer, texts, max_length)
     batches = []
     for start in range(0, len(ids), batch_size):
         input_ids, mask = collate(ids[start : start + batch_size], tokenizer.pad_token_id)
@@ -86,20 +92,18 @@ def generative_finetune(
     rng = np.random.default_rng(seed)
     texts = [texts[i] for i in rng.permutation(len(texts))[: cfg.max_texts]]
     held_out = max(1, len(texts) // 10)  # measure the LM loss on texts it does not train on
-    train = _batches(tokenizer, texts[held_out:], cfg.max_length, cfg.batch_size, device)
+    train = _token_ids(tokenizer, texts[held_out:], cfg.max_length)
     evaluation = _batches(tokenizer, texts[:held_out], cfg.max_length, cfg.batch_size, device)
     before = lm_loss(model, evaluation, compute)
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=cfg.lr)
     model.train()
-    for _ in range(cfg.epochs):
-        for input_ids, mask in tqdm(train, desc=f"genft {model_name}", leave=False):
-            with mixed_precision(device, compute):
-                loss = model(
-                    input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask)
-                ).loss
-            loss.backward()
-            optimizer.step()
-            optimizer.zero_grad()
+    starts = range(0, len(train), cfg.batch_size)
+    with tqdm(total=cfg.epochs * len(starts), desc=f"genft {model_name}", leave=False) as bar:
+        for _ in range(cfg.epochs):
+            for start in starts:
+                batch = train[start : start + cfg.batch_size]
+                _step(model, optimizer, batch, tokenizer.pad_token_id, device, compute)
+                bar.update(1)
     after = lm_loss(model, evaluation, compute)
     if cfg.mode == "lora":
         model = model.merge_and_unload()  # a plain model: later stages need no peft wrapper
@@ -111,3 +115,20 @@ def generative_finetune(
             "lower strong.genft.lr",
         )
     return {"lm_loss_before": before, "lm_loss_after": after, "texts": len(texts) - held_out}
+
+
+def _step(model, optimizer, batch: list[list[int]], pad_id: int, device, compute) -> None:
+    """One optimizer step on ``batch``. Under several processes each runs its share of the texts
+    and the gradients are summed over processes, each share's mean loss weighted by its share
+    of the batch's predicted tokens: the one-process step (the mean over the whole batch)."""
+    tokens = sum(len(seq) - 1 for seq in batch)  # positions that predict a next token
+    for rows in distributed.local_micro_batches(np.arange(len(batch)), len(batch)):
+        if not len(rows):
+            continue
+        input_ids, mask = (t.to(device) for t in collate([batch[i] for i in rows], pad_id))
+        with mixed_precision(device, compute):
+            out = model(input_ids=input_ids, attention_mask=mask, labels=_labels(input_ids, mask))
+        (out.loss * (int(mask[:, 1:].sum()) / tokens)).backward()
+    distributed.sum_gradients(p for p in model.parameters() if p.requires_grad)
+    optimizer.step()
+    optimizer.zero_grad()
