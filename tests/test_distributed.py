@@ -121,6 +121,33 @@ def test_map_sharded_in_one_process_is_a_plain_map():
     ]  # fmt: skip
 
 
+def test_gradients_are_summed_in_buckets_and_written_back_in_place(tmp_path, monkeypatch):
+    """A process group of one (gloo): the all-reduce is the identity, so every gradient must come
+    back unchanged, in as many all-reduces as buckets of at most GRADIENT_BUCKET elements."""
+    import torch
+    import torch.distributed as dist
+
+    torch.manual_seed(0)
+    params = [torch.nn.Parameter(torch.randn(n)) for n in (3, 4, 2, 6, 1)]
+    for p in params[:-1]:
+        p.grad = torch.randn_like(p)  # the last has none: it is summed as zeros
+    expected = [p.grad.clone() for p in params[:-1]] + [torch.zeros(1)]
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    try:
+        calls = []
+        reduce = dist.all_reduce
+        monkeypatch.setattr(dist, "all_reduce", lambda t: (calls.append(t.numel()), reduce(t)))
+        monkeypatch.setattr(distributed, "active", lambda: True)
+        monkeypatch.setattr(distributed, "GRADIENT_BUCKET", 7)
+        distributed.sum_gradients(params)
+    finally:
+        dist.destroy_process_group()
+    assert calls == [7, 2, 7]  # [3, 4], [2], [6, 1]: a bucket closes before it would pass 7
+    for p, want in zip(params, expected, strict=True):
+        torch.testing.assert_close(p.grad, want)
+
+
 def test_a_sweep_under_several_processes_is_refused(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("WORLD_SIZE", "2")
     sweep = tmp_path / "sweep.yaml"

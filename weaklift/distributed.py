@@ -180,19 +180,36 @@ def local_micro_batches(rows: np.ndarray, micro_size: int) -> list[np.ndarray]:
     return mine + [rows[:0]] * (count - len(mine))
 
 
+GRADIENT_BUCKET = 2**25  # elements per all-reduce: 128 MB of float32, whatever the model's size
+
+
 def sum_gradients(params) -> None:
-    """Sum every parameter's gradient over the processes (one flat all-reduce): for a loop that
-    runs part of the model outside its forward, where DDP cannot hook in. Each process's loss
-    must already be its share of the batch's total."""
+    """Sum every parameter's gradient over the processes, in flat all-reduces of at most
+    ``GRADIENT_BUCKET`` elements (a whole 8B model's gradients in one float32 buffer would add
+    32 GB): for a loop that runs part of the model outside its forward, where DDP cannot hook
+    in. Each process's loss must already be its share of the batch's total."""
     if not active():
         return
     import torch
-    import torch.distributed as dist
 
     params = [p for p in params]
     for p in params:
         if p.grad is None:
             p.grad = torch.zeros_like(p)
+    bucket, size = [], 0
+    for p in params:
+        if bucket and size + p.numel() > GRADIENT_BUCKET:
+            _all_reduce_grads(bucket)
+            bucket, size = [], 0
+        bucket, size = [*bucket, p], size + p.numel()
+    if bucket:
+        _all_reduce_grads(bucket)
+
+
+def _all_reduce_grads(params: list) -> None:
+    import torch
+    import torch.distributed as dist
+
     flat = torch.cat([p.grad.reshape(-1).float() for p in params]).to(_collective_device())
     dist.all_reduce(flat)
     offset = 0
