@@ -217,3 +217,12 @@ def test_ensemble_and_ladder_runs_get_their_panel(tiny, tmp_path):  # noqa: F811
     assert "ensemble_ladder" in figures
     only_plain = load_runs(tmp_path, run_dirs=run_dirs[:1])
     assert "ensemble_ladder" in _figures(write_report(only_plain, tmp_path / "e.html").read_text())
+
+
+def test_tick_labels_name_folders_by_their_last_part_and_wrap():
+    """Whole paths as tick labels collapsed a heatmap's axes (matplotlib's layout warning)."""
+    from weaklift.report_html import _tick
+
+    assert _tick("/tmp/runs/gen0/weak + /tmp/runs/gen0/weak seed=1") == "weak + weak seed=1"
+    assert _tick("minilm-l6") == "minilm-l6"
+    assert max(len(line) for line in _tick("a" * 70).splitlines()) == 28

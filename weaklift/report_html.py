@@ -12,6 +12,8 @@ import html
 import io
 import json
 import math
+import re
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -92,8 +94,14 @@ def _render(make: Callable[[Tables], Figure | None], tables: Tables) -> Figure |
 # --- figures -------------------------------------------------------------------------------------
 
 
+def _tick(label: str, width: int = 28) -> str:
+    """A model label as a tick label: each folder by its last name, wrapped (whole paths made the
+    axes collapse)."""
+    return textwrap.fill(re.sub(r"(?:[^\s/]*/)+([^\s/]+)", r"\1", label), width)
+
+
 def _pair_label(weak: str, strong: str) -> str:
-    return f"{weak} → {strong}"
+    return f"{_tick(weak)} → {_tick(strong)}"
 
 
 def _fig_pgr(t: Tables) -> Figure | None:
@@ -210,8 +218,8 @@ def _fig_heatmap(t: Tables) -> Figure | None:
             for j in range(len(strong)):
                 text = "skipped" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(len(strong)), strong, rotation=20, ha="right")
-        ax.set_yticks(range(len(weak)), weak)
+        ax.set_xticks(range(len(strong)), [_tick(m) for m in strong], rotation=20, ha="right")
+        ax.set_yticks(range(len(weak)), [_tick(m) for m in weak])
         ax.set_xlabel("strong")
         ax.set_ylabel("weak")
         ax.set_title(method, fontsize=10)

@@ -151,6 +151,6 @@ def resolve_layers(layer: int | str | list[int], num_states: int) -> list[int]:
 def compact(hidden: np.ndarray) -> np.ndarray:
     """float16 halves the cache (a probe standardises its inputs, so 3 significant digits are
     plenty); states too large for float16 (some models have huge outlier activations) stay float32."""
-    if hidden.size and float(np.abs(hidden).max()) >= np.finfo(np.float16).max:
+    if hidden.size and float(np.abs(hidden).max()) >= float(np.finfo(np.float16).max):
         return hidden.astype(np.float32)
     return hidden.astype(np.float16)
