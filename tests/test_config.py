@@ -116,3 +116,14 @@ def test_fsdp_is_for_full_finetuning_only():
     assert load_config(None, ["strong.mode=full", "strong.fsdp=true"]).strong.fsdp
     with pytest.raises(WeakliftError, match="strong.*fsdp shards full finetuning.*set mode=full"):
         load_config(None, ["strong.mode=lora", "strong.fsdp=true"])
+
+
+@pytest.mark.parametrize(
+    ("config", "command"),
+    [("configs/sweep_facts.yaml", "weaklift sweep FILE"), ("configs/suite.yaml", "weaklift suite")],
+)
+def test_a_sweep_or_suite_file_given_as_a_run_config_names_its_command(config, command):
+    root = Path(__file__).resolve().parents[1]
+    with pytest.raises(WeakliftError, match="not a run config's key; this file is read by") as err:
+        load_config(root / config)
+    assert command in str(err.value)

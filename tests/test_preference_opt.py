@@ -116,6 +116,29 @@ def test_bad_preference_configs_fail_with_the_field_named(capsys):
     assert "2 weights for 1 weak judges" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["strong.mode=lora", "strong.genft.enabled=true"], "strong.genft: not used by pairs"),
+        (["strong.mode=full", "strong.fsdp=true"], "strong.fsdp: generation and preference"),
+        (["strong.mode=lora", "split.balance=true"], "split.balance: pairs tasks have no classes"),
+        (
+            ["strong.mode=lora", "preference.weak_judges=true", "weak.model=tfidf"],
+            "weak.model: tfidf cannot judge",
+        ),
+        (
+            ["ladder=[{model: tfidf}, {model: smollm2-135m}, {model: gemma3-270m, mode: lora}]"],
+            "ladder: bootstrapping ladders are for classification tasks only",
+        ),
+    ],
+)
+def test_classifier_options_are_refused_not_ignored_by_pair_runs(capsys, extra, message):
+    """The pairs recipe used to accept these and train as if they were not there."""
+    assert main(["validate", "task.name=pairs_file", *extra]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and "\n" not in err
+
+
 @pytest.fixture(scope="module")
 def lm_folder(tmp_path_factory) -> Path:
     texts = [f"is {s} big ?" for s in SUBJECTS] + GOOD + BAD

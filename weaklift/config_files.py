@@ -99,7 +99,22 @@ def merge_config(base: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]
     return merged
 
 
+_NOT_RUN_KEYS = {  # top-level keys of the other config files, and the command that reads them
+    "grid": "weaklift sweep FILE",
+    "zip": "weaklift sweep FILE",
+    "only_weaker": "weaklift sweep FILE",
+    "sizes": "weaklift suite --suite-file FILE",
+}
+
+
 def _format_validation_error(err: ValidationError) -> str:
+    unknown = [e["loc"][0] for e in err.errors() if e["type"] == "extra_forbidden" and e["loc"]]
+    for key in unknown:
+        if key in _NOT_RUN_KEYS:
+            return (
+                f"config field {key}: not a run config's key; this file is read by "
+                f"`{_NOT_RUN_KEYS[key]}`"
+            )
     first = err.errors()[0]
     message = first["msg"].removeprefix("Value error, ")
     if not first["loc"]:  # a cross-field check: its message already names the field

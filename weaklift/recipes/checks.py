@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from weaklift.config import ExperimentConfig, PreferenceConfig
+from weaklift.config import ExperimentConfig, ModelConfig, PreferenceConfig
 
 
 def check_method_list(
@@ -84,3 +84,32 @@ def check_single_run_options(cfg: ExperimentConfig, kind: str) -> None:
             f"train.select: {kind} runs train for the fixed budget and score the last epoch; "
             "set train.select=final"
         )
+
+
+def language_models(cfg: ExperimentConfig) -> list[tuple[str, ModelConfig]]:
+    """Every model of the config with the field path a message names it by."""
+    weak = [
+        (f"weak.{i}" if isinstance(cfg.weak, list) else "weak", m)
+        for i, m in enumerate(cfg.weak_members)
+    ]
+    return [("strong", cfg.strong), *weak]
+
+
+def check_causal_lm_run(cfg: ExperimentConfig, kind: str, uses: str, weak: bool = True) -> None:
+    """Generation and pair runs use causal LMs only (``uses``: what they do with them; ``weak``:
+    whether the weak members take part). Options of the classifier pipeline are errors there,
+    never silently ignored."""
+    for where, model in language_models(cfg)[: None if weak else 1]:
+        if model.model == "tfidf":
+            raise ValueError(f"{where}.model: tfidf cannot {uses}; use a causal LM")
+        if model.genft.enabled:
+            raise ValueError(f"{where}.genft: not used by {kind} tasks; remove it")
+        if model.fsdp:
+            raise ValueError(
+                f"{where}.fsdp: generation and preference training do not shard (they run "
+                "DDP); remove it"
+            )
+    if cfg.ladder:
+        raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
+    if cfg.split.balance:
+        raise ValueError(f"split.balance: {kind} tasks have no classes to balance")

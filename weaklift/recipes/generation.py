@@ -12,7 +12,13 @@ from typing import Any
 
 from weaklift.config import ExperimentConfig
 from weaklift.methods.generation import GEN_METHODS, validate_gen_method_options
-from weaklift.recipes.checks import check_method_list, check_preference, check_single_run_options
+from weaklift.recipes.checks import (
+    check_causal_lm_run,
+    check_method_list,
+    check_preference,
+    check_single_run_options,
+    language_models,
+)
 from weaklift.recipes.results import Results, save_results
 from weaklift.recipes.rows import model_row
 from weaklift.stages import StageContext, splits_stage
@@ -45,27 +51,12 @@ def check(cfg: ExperimentConfig) -> None:
         + repr(cfg.task.name)
         + " generates text)",
     )
-    for where, model in [("strong", cfg.strong)] + [
-        (f"weak.{i}" if isinstance(cfg.weak, list) else "weak", m)
-        for i, m in enumerate(cfg.weak_members)
-    ]:
-        if model.model == "tfidf":
-            raise ValueError(f"{where}.model: tfidf cannot generate text; use a causal LM")
+    check_causal_lm_run(cfg, "generation", uses="generate text")
+    for where, model in language_models(cfg):
         if model.mode == "probe":
             raise ValueError(
                 f"{where}.mode: a probe cannot generate text; set {where}.mode=lora (or full)"
             )
-        if model.genft.enabled:
-            raise ValueError(f"{where}.genft: not used by generation tasks; remove it")
-        if model.fsdp:
-            raise ValueError(
-                f"{where}.fsdp: generation and preference training do not shard (they run DDP); "
-                "remove it"
-            )
-    if cfg.ladder:
-        raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
-    if cfg.split.balance:
-        raise ValueError("split.balance: generation tasks have no classes to balance")
     check_single_run_options(cfg, "generation")
     pref = cfg.preference
     if pref is None:

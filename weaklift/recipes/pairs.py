@@ -13,6 +13,7 @@ from typing import Any
 
 from weaklift.config import ExperimentConfig, PreferenceConfig
 from weaklift.recipes.checks import (
+    check_causal_lm_run,
     check_policy_trains,
     check_preference,
     check_single_run_options,
@@ -35,10 +36,12 @@ DEFAULTS: dict[str, Any] = {"seeds": 1, "controls": False}
 
 
 def check(cfg: ExperimentConfig) -> None:
-    """A policy that trains; valid losses; one seed, no controls, no classifier methods' rules."""
+    """A policy that trains; causal LMs and no classifier options; valid losses; one seed, no
+    controls."""
     check_policy_trains(cfg)
     check_single_run_options(cfg, "pairs")
     pref = cfg.preference or PreferenceConfig()
+    check_causal_lm_run(cfg, "pairs", uses="judge replies", weak=pref.weak_judges)
     check_preference(cfg, pref)
     if pref.students is not None:
         raise ValueError(
