@@ -119,6 +119,7 @@ def test_bad_preference_configs_fail_with_the_field_named(capsys):
 @pytest.mark.parametrize(
     ("extra", "message"),
     [
+        (["strong.mode=lora", "methods=[cdpo]"], "methods: pair runs train one policy per"),
         (["strong.mode=lora", "strong.genft.enabled=true"], "strong.genft: not used by pairs"),
         (["strong.mode=full", "strong.fsdp=true"], "strong.fsdp: generation and preference"),
         (["strong.mode=lora", "split.balance=true"], "split.balance: pairs tasks have no classes"),

@@ -253,6 +253,7 @@ def track_runs(tracking, runs, default_experiment, sweep_name=None, report=None)
 
 
 def _validate(args: argparse.Namespace) -> int:
+    from weaklift.config import PreferenceConfig
     from weaklift.config_files import load_config
     from weaklift.tasks import task_kind
 
@@ -263,12 +264,14 @@ def _validate(args: argparse.Namespace) -> int:
 
         check_generation_models(cfg)
     weak = ", ".join(f"{m.label} ({m.mode})" for m in cfg.weak_members)
+    pairs = task_kind(cfg.task) == "pairs"  # trained with preference.losses, not methods
     print(
-        f"ok: task {cfg.task.name}, weak {weak}, strong {cfg.strong.model} ({cfg.strong.mode}), "
-        f"methods {[m.label for m in cfg.methods]}"
+        f"ok: task {cfg.task.name}, weak {weak}, strong {cfg.strong.model} ({cfg.strong.mode})"
+        + ("" if pairs else f", methods {[m.label for m in cfg.methods]}")
     )
-    if cfg.preference is not None:
-        print(f"    preference losses {[s.label for s in cfg.preference.losses]}")
+    if cfg.preference is not None or pairs:
+        losses = (cfg.preference or PreferenceConfig()).losses
+        print(f"    preference losses {[s.label for s in losses]}")
     return 0
 
 

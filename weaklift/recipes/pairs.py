@@ -40,6 +40,11 @@ def check(cfg: ExperimentConfig) -> None:
     controls."""
     check_policy_trains(cfg)
     check_single_run_options(cfg, "pairs")
+    if "methods" in cfg.model_fields_set:
+        raise ValueError(
+            "methods: pair runs train one policy per preference loss; set preference.losses "
+            "(e.g. preference.losses=[dpo, cdpo]) and remove methods"
+        )
     pref = cfg.preference or PreferenceConfig()
     check_causal_lm_run(cfg, "pairs", uses="judge replies", weak=pref.weak_judges)
     check_preference(cfg, pref)
