@@ -231,6 +231,7 @@ def test_pgr_is_computed_from_the_first_member(first_run):
         (["strong.mode=probe"], "strong.mode: a probe cannot generate"),
         (["strong.mode=full", "strong.fsdp=true"], "strong.fsdp: generation and preference"),
         (["split.balance=true"], "split.balance"),
+        (["train.probe.epochs=3"], "train.probe: generation tasks train no probes"),
         (["task.kind=classification"], "task.kind: task 'slurp' is a generation task"),
         (["methods=[{name: multi_naive, weighting: fixed, weights: [1]}]"], "methods.0.weights"),
         (["generation.n_best=3"], "generation.n_best"),

@@ -15,6 +15,7 @@ import torch
 from tests.test_sweep import _base, tiny  # noqa: F401  (module fixture)
 from weaklift.cli import main
 from weaklift.collect import curves_table, load_runs, results_table
+from weaklift.figures import tick
 from weaklift.methods import Logconf, Xent
 from weaklift.methods.base import soft_cross_entropy
 from weaklift.models.classifier import LinearHead
@@ -221,8 +222,6 @@ def test_ensemble_and_ladder_runs_get_their_panel(tiny, tmp_path):  # noqa: F811
 
 def test_tick_labels_name_folders_by_their_last_part_and_wrap():
     """Whole paths as tick labels collapsed a heatmap's axes (matplotlib's layout warning)."""
-    from weaklift.report_html import _tick
-
-    assert _tick("/tmp/runs/gen0/weak + /tmp/runs/gen0/weak seed=1") == "weak + weak seed=1"
-    assert _tick("minilm-l6") == "minilm-l6"
-    assert max(len(line) for line in _tick("a" * 70).splitlines()) == 28
+    assert tick("/tmp/runs/gen0/weak + /tmp/runs/gen0/weak seed=1") == "weak + weak seed=1"
+    assert tick("minilm-l6") == "minilm-l6"
+    assert max(len(line) for line in tick("a" * 70).splitlines()) == 28

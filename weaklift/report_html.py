@@ -9,11 +9,8 @@ from __future__ import annotations
 
 import base64
 import html
-import io
 import json
 import math
-import re
-import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,18 +20,11 @@ import pandas as pd
 
 from weaklift import report_suite as suite_figures
 from weaklift.collect import Run, calibration_table, curves_table, results_table
+from weaklift.figures import Figure, png, tick
 from weaklift.models.size import format_count
 
 SUITE_FIGURE_IDS = suite_figures.FIGURE_IDS  # only when a report holds several tasks, one run each
 FIGURE_IDS = ("pgr", "scaling", "heatmap", "agreement", "calibration", "curves")
-
-
-@dataclass(frozen=True)
-class Figure:
-    id: str
-    title: str
-    caption: str
-    png: bytes
 
 
 @dataclass(frozen=True)
@@ -94,14 +84,8 @@ def _render(make: Callable[[Tables], Figure | None], tables: Tables) -> Figure |
 # --- figures -------------------------------------------------------------------------------------
 
 
-def _tick(label: str, width: int = 28) -> str:
-    """A model label as a tick label: each folder by its last name, wrapped (whole paths made the
-    axes collapse)."""
-    return textwrap.fill(re.sub(r"(?:[^\s/]*/)+([^\s/]+)", r"\1", label), width)
-
-
 def _pair_label(weak: str, strong: str) -> str:
-    return f"{_tick(weak)} → {_tick(strong)}"
+    return f"{tick(weak)} → {tick(strong)}"
 
 
 def _fig_pgr(t: Tables) -> Figure | None:
@@ -218,8 +202,8 @@ def _fig_heatmap(t: Tables) -> Figure | None:
             for j in range(len(strong)):
                 text = "skipped" if np.isnan(grid[i, j]) else f"{grid[i, j]:.2f}"
                 ax.text(j, i, text, ha="center", va="center", fontsize=8)
-        ax.set_xticks(range(len(strong)), [_tick(m) for m in strong], rotation=20, ha="right")
-        ax.set_yticks(range(len(weak)), [_tick(m) for m in weak])
+        ax.set_xticks(range(len(strong)), [tick(m) for m in strong], rotation=20, ha="right")
+        ax.set_yticks(range(len(weak)), [tick(m) for m in weak])
         ax.set_xlabel("strong")
         ax.set_ylabel("weak")
         ax.set_title(method, fontsize=10)
@@ -410,15 +394,6 @@ def _short_model(fingerprint: str) -> str:
     if kind in ("dir", "gguf"):
         return Path(rest.rsplit(":", 1)[0]).name
     return rest or fingerprint
-
-
-def png(fig) -> bytes:
-    import matplotlib.pyplot as plt
-
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=110)
-    plt.close(fig)
-    return buffer.getvalue()
 
 
 # --- page ----------------------------------------------------------------------------------------

@@ -12,11 +12,12 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from weaklift.figures import Figure, png
 from weaklift.suite import gap_table as suite_gaps
 from weaklift.suite import suite_summary
 
 if TYPE_CHECKING:
-    from weaklift.report_html import Figure, Tables  # drawn by report_html, which imports us
+    from weaklift.report_html import Tables  # drawn by report_html, which imports us
 
 FIGURE_IDS = ("tasks", "task_pgr")
 
@@ -63,7 +64,6 @@ def tasks_figure(t: Tables) -> Figure | None:
         "ceiling − weak gap whose 95% CI (the same paired bootstrap) includes 0: there is no gap "
         "to recover and their PGR means nothing. Dotted: chance on balanced binary tasks."
     )
-    from weaklift.report_html import Figure, png
 
     return Figure("tasks", "(s1) Accuracy per task: weak, students, ceiling", caption, png(fig))
 
@@ -123,7 +123,6 @@ def task_pgr_figure(t: Tables) -> Figure | None:
         f"over those tasks. The axis is clipped to [{low_lim:g}, {high_lim:g}]; a clipped value "
         "is printed beside its marker."
     )
-    from weaklift.report_html import Figure, png
 
     return Figure("task_pgr", "(s2) PGR per task and method", caption, png(fig))
 

@@ -52,6 +52,8 @@ def check(cfg: ExperimentConfig) -> None:
         + " generates text)",
     )
     check_causal_lm_run(cfg, "generation", uses="generate text")
+    if "probe" in cfg.train.model_fields_set:
+        raise ValueError("train.probe: generation tasks train no probes; remove it")
     for where, model in language_models(cfg):
         if model.mode == "probe":
             raise ValueError(

@@ -40,6 +40,12 @@ def check(cfg: ExperimentConfig) -> None:
     controls."""
     check_policy_trains(cfg)
     check_single_run_options(cfg, "pairs")
+    ignored = sorted(cfg.train.model_fields_set - {"select"})
+    if ignored:
+        raise ValueError(
+            f"train.{ignored[0]}: pair runs train with preference.train (lr, epochs, batch_size, "
+            f"...); set those and remove train.{ignored[0]}"
+        )
     if "methods" in cfg.model_fields_set:
         raise ValueError(
             "methods: pair runs train one policy per preference loss; set preference.losses "
