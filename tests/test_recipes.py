@@ -71,5 +71,10 @@ def test_preference_settings_on_a_classification_task_are_refused():
         load_config(None, ["strong.mode=lora", "preference.losses=[dpo]"])
 
 
+def test_generation_settings_on_a_classification_task_are_refused_not_ignored():
+    with pytest.raises(WeakliftError, match="generation: task 'facts' is a classification task"):
+        load_config(None, ["generation.beams=3"])
+
+
 def test_the_classifier_loop_defaults_to_the_configs_final_epoch_rule():
     assert LoopConfig(epochs=1, batch_size=1, lr=1.0).select_best is False

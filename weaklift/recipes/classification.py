@@ -79,6 +79,11 @@ def check(cfg: ExperimentConfig) -> None:
             f"preference: task {cfg.task.name!r} is a classification task; preference "
             "optimisation runs on generation and pair tasks; remove it"
         )
+    if "generation" in cfg.model_fields_set:
+        raise ValueError(
+            f"generation: task {cfg.task.name!r} is a classification task; decoding and prompt "
+            "options apply to generation and pair tasks; remove it"
+        )
     spec = TASKS.get(cfg.task.name)
     if spec is not None and spec.kind == "preference":
         _check_reward_models(cfg)
