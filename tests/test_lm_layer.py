@@ -68,7 +68,8 @@ def tok(folder):
 def test_sft_decoding_candidates_and_dpo_see_the_same_context_for_a_long_prompt(tok):
     """Defect 6: SFT kept a long prompt's START (128 tokens) and DPO its END (max_length minus the
     response); now one rule from the config (generation.max_prompt_length / prompt_keep) for all."""
-    cfg = load_config(None, ["generation.max_prompt_length=6"])
+    slurp = ["task.name=slurp", "methods=[sft]", "weak.mode=lora", "strong.mode=lora"]
+    cfg = load_config(None, [*slurp, "generation.max_prompt_length=6"])
     long_prompt = " ".join(WORDS[:10]) + " answer :"
     ctx = SimpleNamespace(cfg=cfg)
     [sft] = to_sequences(tok, long_prompt, [WeakOutput(["yes"], [0.0, 0.0], True)], ctx)
