@@ -202,7 +202,8 @@ def sum_gradients(params) -> None:
         if bucket and size + p.numel() > GRADIENT_BUCKET:
             _all_reduce_grads(bucket)
             bucket, size = [], 0
-        bucket, size = [*bucket, p], size + p.numel()
+        bucket.append(p)
+        size += p.numel()
     if bucket:
         _all_reduce_grads(bucket)
 

@@ -19,7 +19,7 @@ import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
 from weaklift.alignment import check_offsets
-from weaklift.config import ModelConfig
+from weaklift.config import GenftConfig, ModelConfig
 from weaklift.errors import WeakliftError
 from weaklift.models.adapters import apply_checkpointing, quiet_peft, with_adapters
 from weaklift.models.device import compute_device, resolve_dtype
@@ -141,7 +141,7 @@ def _require_complete_head(net: Any, source: str, model: str) -> None:
         )
 
 
-def weights_dtype(cfg: ModelConfig) -> str | None:
+def weights_dtype(cfg: ModelConfig | GenftConfig) -> str | None:
     """The dtype to load a causal LM in for training it: full finetuning keeps float32 master
     weights (AdamW on bf16 weights loses every update below bf16's resolution: at lr 5e-5 a
     weight of size 0.02 never moves) and multiplies in the compute dtype under autocast

@@ -19,6 +19,7 @@ from weaklift import distributed
 from weaklift.config import GenftConfig
 from weaklift.errors import WeakliftError
 from weaklift.models.adapters import with_adapters
+from weaklift.models.causal_lm import weights_dtype
 from weaklift.models.device import compute_device, mixed_precision, resolve_dtype
 from weaklift.models.features import collate
 from weaklift.models.loading import is_decoder_config, resolve_source
@@ -85,7 +86,7 @@ def generative_finetune(
         tokenizer.pad_token = tokenizer.eos_token
     device = compute_device()
     compute = resolve_dtype(dtype, device)
-    weights = torch.float32 if cfg.mode == "full" else compute
+    weights = resolve_dtype(weights_dtype(cfg) or dtype, device)
     model = AutoModelForCausalLM.from_pretrained(source, dtype=weights).to(device)
     if cfg.mode == "lora":
         model = with_adapters(model, cfg.lora, task_type="CAUSAL_LM")

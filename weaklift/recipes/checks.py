@@ -99,7 +99,8 @@ def check_causal_lm_run(cfg: ExperimentConfig, kind: str, uses: str, weak: bool 
     """Generation and pair runs use causal LMs only (``uses``: what they do with them; ``weak``:
     whether the weak members take part). Options of the classifier pipeline are errors there,
     never silently ignored."""
-    for where, model in language_models(cfg)[: None if weak else 1]:
+    models = language_models(cfg) if weak else [("strong", cfg.strong)]
+    for where, model in models:
         if model.model == "tfidf":
             raise ValueError(f"{where}.model: tfidf cannot {uses}; use a causal LM")
         if model.genft.enabled:
