@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -148,6 +150,21 @@ def test_cli_json_prints_results(workdir, tmp_path, capsys):
     printed = json.loads(capsys.readouterr().out)
     assert set(printed) >= {"task", "weak", "ceiling", "students"}
     assert not math.isnan(printed["students"]["xent"]["accuracy"])
+
+
+def test_cli_log_lines_name_the_library_that_logged_them():
+    """Only weaklift's lines say [weaklift] (another library's INFO and its chatter stay out):
+    tests and users read the log by that prefix."""
+    script = (
+        "import logging; from weaklift.cli import _configure_logging; _configure_logging(); "
+        "logging.getLogger('weaklift').info('training ceiling'); "
+        "logging.getLogger('matplotlib.font_manager').info('generated new fontManager'); "
+        "logging.getLogger('torch.distributed').warning('a warning'); "
+        "logging.getLogger('transformers.modeling_utils').warning('LOAD REPORT')"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert done.stderr.splitlines() == ["[weaklift] training ceiling", "[torch] a warning"]
 
 
 def _bad_file(tmp_path, name, content):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 
@@ -326,11 +327,31 @@ COMMANDS = {
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
-    logging.basicConfig(level=logging.INFO, format="[weaklift] %(message)s", stream=sys.stderr)
+class _SourceFormatter(logging.Formatter):
+    """Each line names the library that logged it ("[weaklift] ...", "[matplotlib] ..."): a
+    line that says [weaklift] is weaklift's own, for a reader and for the tests that read logs."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        record.source = record.name.split(".")[0]
+        return super().format(record)
+
+
+def _configure_logging() -> None:
+    """weaklift's progress at INFO; other libraries' warnings only, and the chatty ones' errors
+    only. transformers resets its level when it first configures itself, from
+    TRANSFORMERS_VERBOSITY, so that is set too (a user's own value wins)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(_SourceFormatter("[%(source)s] %(message)s"))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler])
+    logging.getLogger("weaklift").setLevel(logging.INFO)
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     for noisy in ("transformers", "accelerate", "peft", "datasets", "httpx", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.ERROR)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    _configure_logging()
     try:
         return COMMANDS[args.command](args)
     except WeakliftError as err:

@@ -75,6 +75,7 @@ def start() -> None:
     dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
     if not is_main():  # (their progress bars: off from `python -m weaklift`, weaklift/__main__.py)
         logging.getLogger("weaklift").setLevel(logging.WARNING)
+        logging.getLogger().setLevel(logging.ERROR)  # other libraries' warnings: the main one's
     log.info("process %d of %d joined (%s)", rank(), world_size(), dist.get_backend())
 
 
