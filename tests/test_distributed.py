@@ -157,11 +157,29 @@ def test_a_sweep_under_several_processes_is_refused(tmp_path, monkeypatch, capsy
     assert not (tmp_path / "out").exists()
 
 
-def test_generation_and_preference_loops_give_the_one_process_results(genpref, tmp_path):
+@pytest.mark.parametrize("sharded", [False, True])
+def test_generation_and_preference_loops_give_the_one_process_results(genpref, tmp_path, sharded):
     """Weak generators, ceiling and students (generation loop, beam decoding), DPO candidates,
-    weak judges and the DPO loop (scoring, preference training), in one experiment."""
-    one, one_log = _launch(tmp_path / "one", _genpref_overrides(genpref, tmp_path / "one"), 1)
-    two, two_log = _launch(tmp_path / "two", _genpref_overrides(genpref, tmp_path / "two"), 2)
+    weak judges and the DPO loop (scoring, preference training), in one experiment. ``sharded``:
+    full finetuning with FSDP for one weak generator and for the strong ceiling, students and
+    DPO policies."""
+    extra = []
+    if sharded:
+        weak = genpref["weak"]
+        extra = [
+            f"weak=[{{model: {weak}, mode: full, fsdp: true}}, {{model: {weak}, mode: lora, seed: 1}}]",
+            "strong.mode=full",
+            "strong.fsdp=true",
+            "train.finetune.lr=1e-4",
+            "preference.train.lr=1e-4",
+        ]
+    runs = {n: _genpref_overrides(genpref, tmp_path / n, *extra) for n in ("one", "two")}
+    one, one_log = _launch(tmp_path / "one", runs["one"], 1)
+    two, two_log = _launch(tmp_path / "two", runs["two"], 2)
+    sharded_lines = [line for line in two_log if "sharded over 2 processes" in line]
+    # the weak generator, the ceiling, two students, and a policy per loss (dpo, cdpo)
+    assert len(sharded_lines) == (6 if sharded else 0)
+    two_log = [line for line in two_log if line not in sharded_lines]
     assert two_log == ["[weaklift] process 0 of 2 joined (gloo)", *one_log]
     _same_numbers(one, two)
 

@@ -229,7 +229,6 @@ def test_pgr_is_computed_from_the_first_member(first_run):
         (["methods=[xent]"], "methods.0: 'xent' is not a generation method"),
         (["weak=[{model: tfidf, mode: lora}]"], "weak.0.model: tfidf cannot generate"),
         (["strong.mode=probe"], "strong.mode: a probe cannot generate"),
-        (["strong.mode=full", "strong.fsdp=true"], "strong.fsdp: generation and preference"),
         (["split.balance=true"], "split.balance"),
         (["train.probe.epochs=3"], "train.probe: generation tasks train no probes"),
         (["task.kind=classification"], "task.kind: task 'slurp' is a generation task"),

@@ -8,6 +8,7 @@ import torch
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from weaklift.methods.generation import GEN_METHODS
+from weaklift.models.causal_lm import TargetLogits
 from weaklift.training.generation import (
     GenLoopConfig,
     TargetSequence,
@@ -49,7 +50,8 @@ def test_gradient_accumulation_changes_nothing():
     for micro in (1, 3):
         model = _model()
         optimizer = torch.optim.SGD(model.parameters(), lr=0.1)
-        loss, tokens = _optimizer_step(model, optimizer, BATCH, method, cfg, micro, 0, 0.0)
+        forward = TargetLogits(model)
+        loss, tokens = _optimizer_step(forward, optimizer, BATCH, method, cfg, micro, 0, 0.0)
         results.append((loss, tokens, [p.detach().clone() for p in model.parameters()]))
     (loss_a, tokens_a, params_a), (loss_b, tokens_b, params_b) = results
     assert tokens_a == tokens_b == 9

@@ -122,7 +122,10 @@ def test_bad_preference_configs_fail_with_the_field_named(capsys):
         (["strong.mode=lora", "methods=[cdpo]"], "methods: pair runs train one policy per"),
         (["strong.mode=lora", "train.finetune.lr=1e-5"], "train.finetune: pair runs train with"),
         (["strong.mode=lora", "strong.genft.enabled=true"], "strong.genft: not used by pairs"),
-        (["strong.mode=full", "strong.fsdp=true"], "strong.fsdp: generation and preference"),
+        (
+            ["strong.mode=lora", "preference.weak_judges=true", "weak.mode=full", "weak.fsdp=true"],
+            "weak.fsdp: weak judges only score replies",
+        ),
         (["strong.mode=lora", "split.balance=true"], "split.balance: pairs tasks have no classes"),
         (
             ["strong.mode=lora", "preference.weak_judges=true", "weak.model=tfidf"],

@@ -167,7 +167,7 @@ class ModelConfig(Strict):
         False,
         description="full, under several processes: shard weights, gradients and optimizer state "
         "over the processes (FSDP, one unit per transformer block) instead of a whole copy on each "
-        "(DDP). Same results; memory divided by the process count. Classifiers only.",
+        "(DDP). Same results; memory divided by the process count.",
     )
 
     @model_validator(mode="after")

@@ -7,8 +7,7 @@ Inside a stage, rows are shared round-robin (``map_sharded``: extraction, predic
 decoding, judging) and gathered back in order on every process; training shards each optimizer
 batch and synchronises gradients (accelerate's DDP; the generation loop, whose LM head runs
 outside the model's forward, and generative finetuning by bucketed all-reduces; a full-mode
-classifier with ``fsdp`` shards its weights instead, ``shard``), so a step is the one-process
-step.
+model with ``fsdp`` shards its weights instead, ``shard``), so a step is the one-process step.
 
 Nothing here touches a process group until ``start()`` runs under ``WORLD_SIZE > 1``; one
 process never imports ``torch.distributed`` state and pays nothing.

@@ -161,8 +161,23 @@ def add_lora(loaded: LoadedLM, cfg: ModelConfig, seed: int) -> None:
 
 
 def save_trained(loaded: LoadedLM, folder: Path) -> None:
-    """LoRA: the adapter only (a few MB); full: the whole model."""
-    loaded.model.save_pretrained(folder / "weights")
+    """LoRA: the adapter only (a few MB); full: the whole model (an FSDP-sharded one gathered
+    from every process first: a collective, so every process saves)."""
+    loaded.model.save_pretrained(folder / "weights", state_dict=whole_state(loaded.model))
+
+
+def whole_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
+    """The full state dict of an FSDP-sharded model, each shard gathered from every process
+    once (tied weights stay one tensor, which save_pretrained expects); None when not sharded."""
+    state = model.state_dict(keep_vars=True)  # the parameters themselves: tied ones are one
+    if not any(hasattr(t, "full_tensor") for t in state.values()):
+        return None
+    gathered: dict[int, torch.Tensor] = {}
+    for tensor in state.values():
+        if id(tensor) not in gathered:
+            whole = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
+            gathered[id(tensor)] = whole.detach().cpu()
+    return {name: gathered[id(tensor)] for name, tensor in state.items()}
 
 
 def load_trained(model: str, cfg: ModelConfig, folder: Path, dtype: str | None = None) -> LoadedLM:
@@ -178,6 +193,21 @@ def load_trained(model: str, cfg: ModelConfig, folder: Path, dtype: str | None =
         peft_model = PeftModel.from_pretrained(loaded.model, str(folder / "weights"))
     loaded.model = peft_model.merge_and_unload().eval()
     return loaded
+
+
+class TargetLogits(torch.nn.Module):
+    """``logits_at`` as one module's forward: a sharded (FSDP) model gathers the weights outside
+    its blocks (embeddings, final norm, LM head) in its root module's forward, so the loop that
+    runs the body and the head separately calls them through this root."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor, positions: torch.Tensor
+    ) -> torch.Tensor:
+        return logits_at(self.model, input_ids, attention_mask, positions)
 
 
 def logits_at(

@@ -105,11 +105,8 @@ def check_causal_lm_run(cfg: ExperimentConfig, kind: str, uses: str, weak: bool 
             raise ValueError(f"{where}.model: tfidf cannot {uses}; use a causal LM")
         if model.genft.enabled:
             raise ValueError(f"{where}.genft: not used by {kind} tasks; remove it")
-        if model.fsdp:
-            raise ValueError(
-                f"{where}.fsdp: generation and preference training do not shard (they run "
-                "DDP); remove it"
-            )
+        if model.fsdp and where != "strong" and kind == "pairs":
+            raise ValueError(f"{where}.fsdp: weak judges only score replies; remove it")
     if cfg.ladder:
         raise ValueError("ladder: bootstrapping ladders are for classification tasks only")
     if cfg.split.balance:

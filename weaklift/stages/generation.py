@@ -132,6 +132,7 @@ def gen_train_stage(ctx: StageContext, req: GenTrainRequest) -> Artifact:
             loaded.tokenizer.pad_token_id,
             desc=f"{req.stage} {req.method.label if req.method else req.model_cfg.label}",
             compute_dtype=resolve_dtype(req.model_cfg.dtype, loaded.device),
+            shard=req.model_cfg.fsdp,
         )
         save_trained(loaded, out)
         return {

@@ -30,7 +30,13 @@ from weaklift.metrics import (
     pgr_bootstrap_ci,
 )
 from weaklift.models.adapters import apply_checkpointing, quiet_peft, with_adapters
-from weaklift.models.causal_lm import LMSource, LoadedLM, load_causal_lm, weights_dtype
+from weaklift.models.causal_lm import (
+    LMSource,
+    LoadedLM,
+    load_causal_lm,
+    weights_dtype,
+    whole_state,
+)
 from weaklift.models.device import dtype_name, resolve_dtype
 from weaklift.models.lm import PromptRule, encode_responses
 from weaklift.stages.context import StageContext
@@ -153,9 +159,8 @@ def preference_train_stage(
             group_by_length=pref.train.group_by_length,
         )
         loss_fn = build_preference_loss(spec)
-        history = train_preference(
-            policy, tokenize_pairs(lm.tokenizer, pairs, pref, rule), loss_fn, loop, spec.label
-        )
+        tokenized = tokenize_pairs(lm.tokenizer, pairs, pref, rule)
+        history = train_preference(policy, tokenized, loss_fn, loop, spec.label, policy_cfg.fsdp)
         tail = slice(-max(1, len(history.loss) // 4), None)  # the last quarter of the steps
         log.info(
             "%s: loss %.3f → %.3f; last quarter: reward accuracy %.2f, margin %.3f",
@@ -168,7 +173,7 @@ def preference_train_stage(
         if policy_cfg.mode == "lora":
             model.save_pretrained(out / "adapter")
         else:
-            model.save_pretrained(out / "model")
+            model.save_pretrained(out / "model", state_dict=whole_state(model))
             lm.tokenizer.save_pretrained(out / "model")
         return {
             "history": history.__dict__,

@@ -3,8 +3,10 @@
 Used for weak generators and the ceiling (ground truth: every word certain, so every method's
 target is the one-hot label) and for students (weak outputs with word log-probs). One optimizer step
 per batch; micro-batches accumulate gradients, and each token's loss is divided by the whole
-batch's token count, so accumulation changes nothing. Multi-weak methods see every member's output
-for a prompt, one forward pass per member, weighted by ``member_weights``.
+batch's token count, so accumulation changes nothing. Under several processes each takes its
+share of a batch and the gradients are summed (bucketed all-reduces; with ``shard``, FSDP's
+reduce-scatter of losses scaled by N). Multi-weak methods see every member's output for a
+prompt, one forward pass per member, weighted by ``member_weights``.
 """
 
 from __future__ import annotations
@@ -19,7 +21,8 @@ from tqdm.auto import tqdm
 from weaklift import distributed
 from weaklift.methods.generation import GenMethod, TokenTargets, token_shares
 from weaklift.methods.generation.base import ShareMode
-from weaklift.models.causal_lm import logits_at
+from weaklift.models.causal_lm import TargetLogits
+from weaklift.models.classifier import transformer_blocks
 from weaklift.models.device import mixed_precision
 from weaklift.training.batches import epoch_batches
 
@@ -61,10 +64,16 @@ def train_generator(
     pad_id: int,
     desc: str = "train",
     compute_dtype: torch.dtype = torch.float32,
+    shard: bool = False,
 ) -> GenHistory:
     """Train in place (LoRA adapters or all weights, whichever require grad), each forward in
-    ``compute_dtype`` (``mixed_precision``: float32 master weights multiply in bf16)."""
-    params = [p for p in model.parameters() if p.requires_grad]
+    ``compute_dtype`` (``mixed_precision``: float32 master weights multiply in bf16). ``shard``:
+    under several processes, FSDP over the model's blocks (each process holds 1/N of the
+    weights, gradients and optimizer state); the caller gathers them back (``whole_state``)."""
+    forward = TargetLogits(model)
+    if shard:
+        distributed.shard(forward, transformer_blocks(model))
+    params = [p for p in model.parameters() if p.requires_grad]  # after sharding: the shards
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)
     steps_per_epoch = math.ceil(len(examples) / cfg.batch_size)
@@ -80,7 +89,7 @@ def train_generator(
             progress = step / total_steps
             batch = [examples[i] for i in rows]
             loss, tokens = _optimizer_step(
-                model, optimizer, batch, method, cfg, micro, pad_id, progress, compute_dtype
+                forward, optimizer, batch, method, cfg, micro, pad_id, progress, compute_dtype
             )
             epoch_loss, epoch_tokens = epoch_loss + loss * tokens, epoch_tokens + tokens
             step += 1
@@ -104,7 +113,7 @@ def _lengths(examples: list[list[TargetSequence]]) -> np.ndarray:
 
 
 def _optimizer_step(
-    model,
+    forward: TargetLogits,
     optimizer,
     batch: list[list[TargetSequence]],
     method,
@@ -117,22 +126,30 @@ def _optimizer_step(
     """One optimizer step over ``batch``; returns (mean loss per token, tokens). Under several
     processes each runs its share of the prompts and the gradients are summed over processes
     (the LM head runs on target positions only, outside the model's forward, so no DDP
-    wrapper); token counts and member weights are the whole batch's: the one-process step."""
+    wrapper); token counts and member weights are the whole batch's: the one-process step. A
+    sharded model's forward is a collective: a share with fewer micro-batches runs a row of the
+    batch that counts for nothing, so every process runs as many."""
+    sharded = distributed.is_sharded(forward)
+    scale = distributed.processes() if sharded else 1  # FSDP averages the processes' gradients
     members = len(batch[0])
     weights = _member_weights(method, batch) if method.multi_weak else torch.ones(1)
     counts = [sum(len(ex[m].target_ids) for ex in batch) for m in range(members)]
     total = 0.0
     for m in range(members):
         for rows in distributed.local_micro_batches(np.arange(len(batch)), micro):
+            weight = float(weights[m]) * scale
             if not len(rows):
-                continue
+                if not sharded:
+                    continue
+                rows, weight = np.arange(1), 0.0
             chunk = [batch[i][m] for i in rows]
-            with mixed_precision(model.device, compute_dtype):
-                per_token = _token_losses(model, chunk, method, cfg.share, pad_id, progress)
-                loss = float(weights[m]) * per_token.sum() / max(counts[m], 1)
+            with mixed_precision(forward.model.device, compute_dtype):
+                per_token = _token_losses(forward, chunk, method, cfg.share, pad_id, progress)
+                loss = weight * per_token.sum() / max(counts[m], 1)
             loss.backward()
-            total += loss.item()
-    distributed.sum_gradients(p for p in model.parameters() if p.requires_grad)
+            total += loss.item() / scale
+    if not sharded:  # FSDP reduced the gradients in the backward
+        distributed.sum_gradients(p for p in forward.parameters() if p.requires_grad)
     optimizer.step()
     optimizer.zero_grad()
     return distributed.all_sum(total), sum(counts) // members
@@ -149,11 +166,16 @@ def _member_weights(method, batch: list[list[TargetSequence]]) -> torch.Tensor:
 
 
 def _token_losses(
-    model, chunk: list[TargetSequence], method, share: ShareMode, pad_id: int, progress: float
+    forward: TargetLogits,
+    chunk: list[TargetSequence],
+    method,
+    share: ShareMode,
+    pad_id: int,
+    progress: float,
 ) -> torch.Tensor:
-    device = next(model.parameters()).device
+    device = forward.model.device
     input_ids, mask, positions, targets = collate_sequences(chunk, pad_id)
-    logits = logits_at(model, input_ids.to(device), mask.to(device), positions.to(device))
+    logits = forward(input_ids.to(device), mask.to(device), positions.to(device))
     targets = TokenTargets(*(t.to(device) for t in targets.__dict__.values()))
     shares = token_shares(targets, logits, share)
     return method.token_loss(logits, targets, shares, progress)

@@ -23,6 +23,7 @@ from tqdm.auto import tqdm
 from weaklift import distributed
 from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
+from weaklift.models.classifier import transformer_blocks
 from weaklift.models.device import mixed_precision
 from weaklift.models.lm import response_logprobs
 from weaklift.training.batches import chunks, epoch_batches
@@ -135,16 +136,22 @@ def train_preference(
     loss_fn: PreferenceLoss,
     cfg: PreferenceLoopConfig,
     desc: str = "preference",
+    shard: bool = False,
 ) -> PreferenceHistory:
-    """Optimise ``policy.model`` in place on ``pairs`` (every pair: chosen ≻ rejected)."""
+    """Optimise ``policy.model`` in place on ``pairs`` (every pair: chosen ≻ rejected).
+    Several processes: DDP, or with ``shard`` FSDP over the policy's blocks (each process holds
+    1/N of its weights, gradients and optimizer state; the reference stays whole and frozen)."""
     accelerator = distributed.accelerator()
     generator = torch.Generator().manual_seed(cfg.seed)
-    params = [p for p in policy.model.parameters() if p.requires_grad]
+    if shard:
+        distributed.shard(policy.model, transformer_blocks(policy.model))
+    params = [p for p in policy.model.parameters() if p.requires_grad]  # after sharding: shards
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_size = cfg.micro_batch_size or cfg.batch_size
     total_steps = cfg.epochs * math.ceil(len(pairs) / cfg.batch_size)
     schedule = linear_decay(optimizer, total_steps)  # steps once per optimizer step, not prepared
-    policy.forward_model, optimizer = accelerator.prepare(policy.model, optimizer)
+    if not distributed.is_sharded(policy.model):  # FSDP synchronises a sharded one's gradients
+        policy.forward_model, optimizer = accelerator.prepare(policy.model, optimizer)
     history = PreferenceHistory()
     lengths = pairs.lengths() if cfg.group_by_length else None
     policy.model.train()
@@ -201,7 +208,12 @@ def _optimizer_step(
             margin_sum, right = margin_sum + float(margin.sum()), right + int((margin > 0).sum())
     lr = float(optimizer.param_groups[0]["lr"])
     params = [p for group in optimizer.param_groups for p in group["params"]]
-    if max_grad_norm is not None:
+    if distributed.is_sharded(policy.model):  # shards' gradients: torch's norm is the whole one
+        norm = torch.nn.utils.clip_grad_norm_(
+            params, math.inf if max_grad_norm is None else max_grad_norm
+        )
+        norm = norm.full_tensor() if hasattr(norm, "full_tensor") else norm
+    elif max_grad_norm is not None:
         norm = accelerator.clip_grad_norm_(params, max_grad_norm)
     else:
         norm = torch.nn.utils.get_total_norm([p.grad for p in params if p.grad is not None])
