@@ -88,20 +88,35 @@ def accelerator():
     return Accelerator(cpu=not torch.cuda.is_available(), kwargs_handlers=[unused])
 
 
-def shard(model, blocks: Sequence[Any]) -> None:
-    """FSDP (FSDP2's ``fully_shard``): each of ``blocks`` (transformer layers) and then the whole
-    ``model`` hold 1/N of their weights, gradients and optimizer state on each of the N processes,
-    gathered block by block for the forward and backward and scattered again after: a full model's
-    training memory divided by N, at the cost of those all-gathers. In place; a no-op in one
-    process. Gradients are averaged over processes, as DDP's are."""
+def shard(model, layers_of: Any = None) -> None:
+    """FSDP (FSDP2's ``fully_shard``): each transformer block of ``layers_of`` (default: ``model``)
+    and then the whole ``model`` hold 1/N of their weights, gradients and optimizer state on each
+    of the N processes, gathered block by block for the forward and backward and scattered again
+    after: a full model's training memory divided by N, at the cost of those all-gathers. In
+    place; a no-op in one process. Gradients are averaged over processes, as DDP's are."""
     if not active():
         return
     from torch.distributed.fsdp import fully_shard
 
+    blocks = _transformer_blocks(model if layers_of is None else layers_of)
     for block in blocks:
         fully_shard(block)
     fully_shard(model)
     log.info("sharded over %d processes (FSDP, %d blocks)", world_size(), len(blocks))
+
+
+def _transformer_blocks(backbone) -> list[Any]:
+    """The backbone's repeated layers (the classes transformers never splits across devices,
+    ``_no_split_modules``, e.g. LlamaDecoderLayer): FSDP's natural units."""
+    names = set(getattr(backbone, "_no_split_modules", None) or [])
+    return [m for m in backbone.modules() if type(m).__name__ in names]
+
+
+def whole(tensor):
+    """A tensor's full value: an FSDP shard (a DTensor) is gathered from every process (a
+    collective); any other tensor is itself."""
+    full_tensor = getattr(tensor, "full_tensor", None)
+    return full_tensor() if full_tensor is not None else tensor
 
 
 def is_sharded(model) -> bool:

@@ -18,6 +18,7 @@ from typing import Any
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
+from weaklift import distributed
 from weaklift.alignment import check_offsets
 from weaklift.config import GenftConfig, ModelConfig
 from weaklift.errors import WeakliftError
@@ -175,8 +176,7 @@ def whole_state(model: torch.nn.Module) -> dict[str, torch.Tensor] | None:
     gathered: dict[int, torch.Tensor] = {}
     for tensor in state.values():
         if id(tensor) not in gathered:
-            whole = tensor.full_tensor() if hasattr(tensor, "full_tensor") else tensor
-            gathered[id(tensor)] = whole.detach().cpu()
+            gathered[id(tensor)] = distributed.whole(tensor).detach().cpu()
     return {name: gathered[id(tensor)] for name, tensor in state.items()}
 
 

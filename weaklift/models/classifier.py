@@ -12,6 +12,7 @@ import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from weaklift import distributed
 from weaklift.config import ModelConfig
 from weaklift.models.adapters import (
     apply_checkpointing,
@@ -172,13 +173,6 @@ def build_backbone_classifier(
     return classifier
 
 
-def transformer_blocks(backbone: nn.Module) -> list[nn.Module]:
-    """The backbone's repeated layers (the classes transformers never splits across devices,
-    ``_no_split_modules``, e.g. LlamaDecoderLayer): FSDP's natural units."""
-    names = set(getattr(backbone, "_no_split_modules", None) or [])
-    return [m for m in backbone.modules() if type(m).__name__ in names]
-
-
 def release_backbone(classifier: nn.Module) -> None:
     """After a lora or full stage: adapters out of the shared base (lora), so later stages read
     the pristine pretrained weights; the classifier no longer holds (or pins) the backbone, so a
@@ -198,16 +192,10 @@ def trainable_state(model: nn.Module) -> dict[str, torch.Tensor]:
     if isinstance(model, LinearHead | PairwiseRewardHead):
         return {n: t.detach().cpu().contiguous() for n, t in model.state_dict().items()}
     return {
-        n: _whole(p).detach().cpu().contiguous()
+        n: distributed.whole(p).detach().cpu().contiguous()
         for n, p in model.named_parameters()
         if p.requires_grad
     }
-
-
-def _whole(param: torch.Tensor) -> torch.Tensor:
-    """A parameter's full value; an FSDP shard is gathered from every process (a collective)."""
-    full_tensor = getattr(param, "full_tensor", None)  # DTensor
-    return full_tensor() if full_tensor is not None else param
 
 
 def save_trainable(model: nn.Module, path: Path) -> None:

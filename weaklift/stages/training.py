@@ -22,7 +22,6 @@ from weaklift.models.classifier import (
     load_trainable,
     release_backbone,
     save_trainable,
-    transformer_blocks,
 )
 from weaklift.models.loading import weights_key
 from weaklift.models.tfidf import TFIDF_MODEL, TfidfClassifier
@@ -147,7 +146,7 @@ class _Inputs:
                 loaded, self.model_cfg, self.ctx.data.num_classes, self.ctx.pairwise
             )
             if self.model_cfg.fsdp:
-                distributed.shard(model, transformer_blocks(model.backbone))
+                distributed.shard(model, layers_of=model.backbone)
             try:
                 yield model
             finally:

@@ -22,7 +22,6 @@ from weaklift import distributed
 from weaklift.methods.generation import GenMethod, TokenTargets, token_shares
 from weaklift.methods.generation.base import ShareMode
 from weaklift.models.causal_lm import TargetLogits
-from weaklift.models.classifier import transformer_blocks
 from weaklift.models.device import mixed_precision
 from weaklift.training.batches import epoch_batches
 
@@ -72,7 +71,7 @@ def train_generator(
     weights, gradients and optimizer state); the caller gathers them back (``whole_state``)."""
     forward = TargetLogits(model)
     if shard:
-        distributed.shard(forward, transformer_blocks(model))
+        distributed.shard(forward, layers_of=model)
     params = [p for p in model.parameters() if p.requires_grad]  # after sharding: the shards
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     generator = torch.Generator().manual_seed(cfg.seed)

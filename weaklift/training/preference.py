@@ -23,7 +23,6 @@ from tqdm.auto import tqdm
 from weaklift import distributed
 from weaklift.errors import WeakliftError
 from weaklift.methods.dpo import PairLogps, PreferenceLoss, implicit_rewards
-from weaklift.models.classifier import transformer_blocks
 from weaklift.models.device import mixed_precision
 from weaklift.models.lm import response_logprobs
 from weaklift.training.batches import chunks, epoch_batches
@@ -144,7 +143,7 @@ def train_preference(
     accelerator = distributed.accelerator()
     generator = torch.Generator().manual_seed(cfg.seed)
     if shard:
-        distributed.shard(policy.model, transformer_blocks(policy.model))
+        distributed.shard(policy.model)
     params = [p for p in policy.model.parameters() if p.requires_grad]  # after sharding: shards
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
     micro_size = cfg.micro_batch_size or cfg.batch_size
